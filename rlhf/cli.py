@@ -1,0 +1,47 @@
+"""LightningCLI entry points. `reward_main` backs `train.py` (reward models: fit/validate/test/predict).
+
+The typed `__init__` signatures of `RewardModelModule`, the data modules and the specs are the config schema.
+The tokenizer path is given once, linked from `model.backbone.name_or_path`. The trained-weights checkpoint
+(LoRA + head, safetensors) is always on, configurable under `checkpoint:`, and receives the resolved config.
+The REINFORCE entry point (`align_main`) is left for its own issue.
+"""
+
+from __future__ import annotations
+
+from lightning.pytorch import LightningModule, Trainer
+from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
+
+from rlhf.checkpoint import TrainedWeightsCheckpoint
+from rlhf.data.datamodules import TokenizedDataModule
+from rlhf.reward_module import RewardModelModule
+
+
+class ConfigToCheckpoint(SaveConfigCallback):
+    """Also hands the resolved config to the trained-weights checkpoint, which writes it next to the weights."""
+
+    def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        text = self.parser.dump(self.config, skip_none=False)
+        for cb in trainer.callbacks:
+            if isinstance(cb, TrainedWeightsCheckpoint):
+                cb.config_yaml = text
+
+
+class RewardCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(TrainedWeightsCheckpoint, "checkpoint")
+        parser.link_arguments("model.backbone.name_or_path", "data.init_args.tokenizer")
+
+
+def reward_main(args: ArgsType = None, run: bool = True) -> RewardCLI:
+    """Run the reward-model CLI (`python train.py fit --config configs/reward/X.yaml`)."""
+    return RewardCLI(
+        RewardModelModule,
+        TokenizedDataModule,
+        subclass_mode_data=True,
+        save_config_callback=ConfigToCheckpoint,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"enable_checkpointing": False},
+        auto_configure_optimizers=False,
+        args=args,
+        run=run,
+    )

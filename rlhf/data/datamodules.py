@@ -1,0 +1,197 @@
+"""Lightning data modules for reward-model training: HelpSteer2-Preference pairs and HelpSteer2 ratings.
+
+Rows come from local JSONL/Parquet files or, with network, from the hub (`nvidia/HelpSteer2`; the preference
+data's `split` column gives train/val). Examples are rendered with the configured template, tokenised once in
+`setup`, and over-length examples are handled by the explicit policy in `rlhf.data.encode`; the counts are logged.
+Validation never drops an example: it uses the "truncate" rule. Packing and token-budget batching are left out.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from functools import partial
+from typing import Literal
+
+from lightning.pytorch import LightningDataModule
+from lightning.pytorch.utilities import rank_zero_info
+from torch.utils.data import DataLoader
+
+from rlhf.data import helpsteer2
+from rlhf.data.collate import EncodedPair, EncodedRating, PaddingSide, collate_preferences, collate_ratings
+from rlhf.data.encode import EncodeStats, Encoder
+from rlhf.data.templates import TemplateSpec
+from rlhf.types import PreferencePair, RatingExample
+
+
+@dataclass(frozen=True)
+class LoaderSpec:
+    """DataLoader settings.
+
+    Args:
+        batch_size: training micro-batch size (pairs for preference data, responses for ratings).
+        eval_batch_size: validation micro-batch size; None uses batch_size.
+        shuffle: shuffle training examples each epoch.
+        num_workers: DataLoader worker processes.
+        padding_side: "right" or "left"; rewards do not depend on it.
+    """
+
+    batch_size: int = 8
+    eval_batch_size: int | None = None
+    shuffle: bool = True
+    num_workers: int = 0
+    padding_side: PaddingSide = "right"
+
+
+class TokenizedDataModule(LightningDataModule):
+    """Shared base: tokenizer loading, encoding statistics and DataLoaders (not used directly in configs)."""
+
+    def __init__(self, tokenizer: str | None, template: TemplateSpec, max_length: int, overlength: Literal["drop", "truncate_prompt"], loader: LoaderSpec, on_bad_row: Literal["error", "skip"]):
+        super().__init__()
+        self.tokenizer_path, self.template, self.max_length = tokenizer, template, max_length
+        self.overlength, self.loader, self.on_bad_row = overlength, loader, on_bad_row
+        self.pad_id = 0
+        self.stats: dict[str, EncodeStats] = {}
+        self._train: list = []
+        self._val: list[list] = []
+        self._collate_fns: list = []
+
+    def _encoder(self) -> Encoder:
+        if not self.tokenizer_path:
+            raise ValueError("data.tokenizer is not set (it is normally linked from model.backbone.name_or_path)")
+        from rlhf.models.backbone import load_tokenizer
+
+        tokenizer = load_tokenizer(self.tokenizer_path)
+        self.pad_id = tokenizer.pad_token_id
+        return Encoder(tokenizer, self.template, self.max_length)
+
+    def _report(self, name: str, stats: EncodeStats, load_summary: str) -> None:
+        self.stats[name] = stats
+        rank_zero_info(f"[data] {name}: {load_summary}; {stats.summary('encoded')}")
+
+    def _loader(self, items: list, collate, batch_size: int, shuffle: bool) -> DataLoader:
+        if not items:
+            raise ValueError(f"{type(self).__name__}: no examples left to load (all dropped or the file is empty)")
+        fn = partial(collate, pad_id=self.pad_id, side=self.loader.padding_side)
+        return DataLoader(items, batch_size=batch_size, shuffle=shuffle, collate_fn=fn, num_workers=self.loader.num_workers)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self._train, self._collate_fns[0], self.loader.batch_size, self.loader.shuffle)
+
+    def val_dataloader(self) -> list[DataLoader] | DataLoader:
+        size = self.loader.eval_batch_size or self.loader.batch_size
+        loaders = [self._loader(v, fn, size, False) for v, fn in zip(self._val, self._collate_fns)]
+        return loaders[0] if len(loaders) == 1 else loaders
+
+
+def _encode_pairs(encoder: Encoder, pairs: list[PreferencePair], policy: str, stats: EncodeStats) -> list[EncodedPair]:
+    out = []
+    for p in pairs:
+        ids = encoder.encode(p.prompt, [p.chosen, p.rejected], policy, stats)  # type: ignore[arg-type]
+        if ids is not None:
+            out.append(EncodedPair(ids[0], ids[1], p.magnitude))
+    return out
+
+
+def _encode_ratings(encoder: Encoder, rows: list[RatingExample], policy: str, stats: EncodeStats) -> list[EncodedRating]:
+    out = []
+    for r in rows:
+        ids = encoder.encode(r.prompt, [r.response], policy, stats)  # type: ignore[arg-type]
+        if ids is not None:
+            out.append(EncodedRating(ids[0], r.labels, r.label_mask))
+    return out
+
+
+class PreferenceDataModule(TokenizedDataModule):
+    """HelpSteer2-Preference pairs → `PreferenceBatch` (chosen rows over rejected rows).
+
+    Args:
+        train_path: local JSONL/Parquet of preference rows; ignored when hub_id is set.
+        val_path: local JSONL/Parquet of validation rows; ignored when hub_id is set.
+        hub_id: load `data_dir="preference"` of this hub dataset (e.g. nvidia/HelpSteer2) instead of local files.
+        tokenizer: tokenizer location; linked from model.backbone.name_or_path by the CLI.
+        template: how (prompt, response) becomes text.
+        max_length: token limit per sequence.
+        overlength: training rule for over-length pairs: "drop" (default) or "truncate_prompt" (from the left).
+        loader: batch sizes, shuffling, workers, padding side.
+        on_bad_row: "error" stops at the first malformed row; "skip" skips and counts them.
+    """
+
+    def __init__(self, train_path: str | None = None, val_path: str | None = None, hub_id: str | None = None, tokenizer: str | None = None, template: TemplateSpec = TemplateSpec(), max_length: int = 4096, overlength: Literal["drop", "truncate_prompt"] = "drop", loader: LoaderSpec = LoaderSpec(), on_bad_row: Literal["error", "skip"] = "error"):
+        super().__init__(tokenizer, template, max_length, overlength, loader, on_bad_row)
+        self.train_path, self.val_path, self.hub_id = train_path, val_path, hub_id
+
+    def _source(self, split: Literal["train", "val"]):
+        if self.hub_id:
+            return helpsteer2.hub_preference_rows(split, repo_id=self.hub_id)
+        path = self.train_path if split == "train" else self.val_path
+        if path is None:
+            raise ValueError(f"PreferenceDataModule: {split}_path is not set and no hub_id is given")
+        return path
+
+    def setup(self, stage: str) -> None:
+        if self._collate_fns:
+            return
+        encoder = self._encoder()
+        splits = (["train"] if stage == "fit" else []) + ["val"]
+        for split in splits:
+            pairs, load_stats = helpsteer2.load_preference_pairs(self._source(split), on_bad_row=self.on_bad_row)
+            stats = EncodeStats()
+            encoded = _encode_pairs(encoder, pairs, self.overlength if split == "train" else "truncate", stats)
+            self._report(f"preference/{split}", stats, load_stats.summary())
+            if split == "train":
+                self._train = encoded
+            else:
+                self._val = [encoded]
+        self._collate_fns = [collate_preferences]
+
+
+class RatingDataModule(TokenizedDataModule):
+    """HelpSteer2 ratings → `RatingBatch`; optionally also validates on preference pairs.
+
+    Args:
+        train_path: local JSONL/Parquet of rating rows; ignored when hub_id is set.
+        val_path: local JSONL/Parquet of validation rating rows; ignored when hub_id is set.
+        val_pairs_path: optional preference rows, a second validation set giving pairwise accuracy.
+        hub_id: load the ratings of this hub dataset (e.g. nvidia/HelpSteer2, splits train/validation).
+        helpfulness_only: train on helpfulness alone (the other four labels masked out).
+        tokenizer: tokenizer location; linked from model.backbone.name_or_path by the CLI.
+        template: how (prompt, response) becomes text.
+        max_length: token limit per sequence.
+        overlength: training rule for over-length examples: "drop" (default) or "truncate_prompt".
+        loader: batch sizes, shuffling, workers, padding side.
+        on_bad_row: "error" stops at the first malformed row; "skip" skips and counts them.
+    """
+
+    def __init__(self, train_path: str | None = None, val_path: str | None = None, val_pairs_path: str | None = None, hub_id: str | None = None, helpfulness_only: bool = False, tokenizer: str | None = None, template: TemplateSpec = TemplateSpec(), max_length: int = 4096, overlength: Literal["drop", "truncate_prompt"] = "drop", loader: LoaderSpec = LoaderSpec(), on_bad_row: Literal["error", "skip"] = "error"):
+        super().__init__(tokenizer, template, max_length, overlength, loader, on_bad_row)
+        self.train_path, self.val_path, self.val_pairs_path = train_path, val_path, val_pairs_path
+        self.hub_id, self.helpfulness_only = hub_id, helpfulness_only
+
+    def _source(self, split: Literal["train", "val"]):
+        if self.hub_id:
+            return helpsteer2.hub_rating_rows("train" if split == "train" else "validation", repo_id=self.hub_id)
+        path = self.train_path if split == "train" else self.val_path
+        if path is None:
+            raise ValueError(f"RatingDataModule: {split}_path is not set and no hub_id is given")
+        return path
+
+    def setup(self, stage: str) -> None:
+        if self._collate_fns:
+            return
+        encoder = self._encoder()
+        for split in (["train"] if stage == "fit" else []) + ["val"]:
+            rows, load_stats = helpsteer2.load_rating_examples(self._source(split), self.helpfulness_only, on_bad_row=self.on_bad_row)
+            stats = EncodeStats()
+            encoded = _encode_ratings(encoder, rows, self.overlength if split == "train" else "truncate", stats)
+            self._report(f"ratings/{split}", stats, load_stats.summary())
+            if split == "train":
+                self._train = encoded
+            else:
+                self._val = [encoded]
+        self._collate_fns = [collate_ratings]
+        if self.val_pairs_path:
+            pairs, load_stats = helpsteer2.load_preference_pairs(self.val_pairs_path, on_bad_row=self.on_bad_row)
+            stats = EncodeStats()
+            self._val.append(_encode_pairs(encoder, pairs, "truncate", stats))
+            self._report("preference/val", stats, load_stats.summary())
+            self._collate_fns.append(collate_preferences)

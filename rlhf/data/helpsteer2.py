@@ -1,0 +1,222 @@
+"""HelpSteer2 rows -> typed examples: preference pairs (spec §1.2) and attribute ratings (spec §1.1).
+
+Pair convention (NeMo-Aligner bt_loss_func): strength < 0 -> response_1 chosen, > 0 -> response_2 chosen,
+magnitude m = |strength|. Strength-0 pairs, and pairs whose raw annotations fail aggregation (spread > 2 or
+no valid annotation), are dropped and counted, never turned into m=0 pairs. Files and Hub rows share one
+parser. Left out: the justification texts, the `disagreements` subset's 2-label QA rules, multi-turn
+splitting (that is `rlhf.data.templates`), tokenisation and length filtering (the data module's job).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Literal
+
+from rlhf.data.aggregation import NEITHER_VALID, aggregate_ratings, aggregate_strengths
+from rlhf.data.rows import (
+    BadRowError,
+    Row,
+    check_int,
+    field_error,
+    has_field,
+    read_rows,
+    require_field,
+    require_int,
+    require_list,
+    require_text,
+)
+from rlhf.types import HS2_ATTRIBUTES, PreferencePair, RatingExample
+
+OnBadRow = Literal["error", "skip"]
+DropReason = Literal["zero_strength", "spread"]
+Source = str | Path | Sequence[Row]
+"""A `.jsonl`/`.parquet` path, or rows already read (e.g. from `hub_preference_rows`)."""
+
+DEFAULT_REPO = "nvidia/HelpSteer2"
+
+
+@dataclass
+class LoadStats:
+    """What happened to the rows of one load.
+
+    Attributes:
+        rows: input rows, including unreadable lines skipped with on_bad_row="skip".
+        kept: examples returned.
+        skipped_bad: malformed rows skipped (only with on_bad_row="skip").
+        dropped_zero_strength: preference rows whose strength is 0.
+        dropped_spread: preference rows whose raw annotations have spread > 2 or no valid annotation.
+    """
+
+    rows: int = 0
+    kept: int = 0
+    skipped_bad: int = 0
+    dropped_zero_strength: int = 0
+    dropped_spread: int = 0
+
+    def summary(self) -> str:
+        return (
+            f"{self.rows} rows: kept {self.kept}, skipped {self.skipped_bad} bad, dropped "
+            f"{self.dropped_zero_strength} zero-strength and {self.dropped_spread} high-spread"
+        )
+
+
+def _strength(row: Row) -> int | None:
+    """The aggregate strength: the stored one, else aggregated from raw annotations (None = failed aggregation)."""
+    if has_field(row, "all_preferences_unprocessed") and not has_field(row, "preference_strength"):
+        name = "all_preferences_unprocessed"
+        return aggregate_strengths([_annotation_strength(row, name, i, a) for i, a in enumerate(require_list(row, name))])
+    if has_field(row, "strengths") and not has_field(row, "preference_strength"):
+        raw = require_list(row, "strengths")
+        return aggregate_strengths([check_int(row, f"strengths[{i}]", s, -3, 3, (NEITHER_VALID,)) for i, s in enumerate(raw)])
+    return require_int(row, "preference_strength", -3, 3)
+
+
+def _annotation_strength(row: Row, name: str, index: int, annotation: object) -> int:
+    if not isinstance(annotation, dict) or "strength" not in annotation:
+        raise field_error(row, f"{name}[{index}]", "expected an object with a 'strength'")
+    return check_int(row, f"{name}[{index}].strength", annotation["strength"], -3, 3, (NEITHER_VALID,))
+
+
+def preference_row_outcome(row: Row) -> PreferencePair | DropReason:
+    """Parse one HelpSteer2-Preference row into a pair, or say why it is dropped.
+
+    Raises:
+        BadRowError: a field is missing, of the wrong type, or out of range.
+    """
+    prompt = require_text(row, "prompt")
+    response_1 = require_text(row, "response_1")
+    response_2 = require_text(row, "response_2")
+    strength = _strength(row)
+    if strength is None:
+        return "spread"
+    if strength == 0:
+        return "zero_strength"
+    chosen, rejected = (response_1, response_2) if strength < 0 else (response_2, response_1)
+    return PreferencePair(prompt=prompt, chosen=chosen, rejected=rejected, magnitude=abs(strength))
+
+
+def parse_preference_row(row: Row) -> PreferencePair | None:
+    """A pair, or None for a dropped row (strength 0 or failed aggregation); see `preference_row_outcome`."""
+    outcome = preference_row_outcome(row)
+    return outcome if isinstance(outcome, PreferencePair) else None
+
+
+def _rating(row: Row, name: str) -> int:
+    value = require_field(row, name)
+    if isinstance(value, list):  # `disagreements` style: one label per annotator
+        labels = [check_int(row, f"{name}[{i}]", v, 0, 4) for i, v in enumerate(require_list(row, name))]
+        return aggregate_ratings(labels)
+    return check_int(row, name, value, 0, 4)
+
+
+def parse_rating_row(row: Row, helpfulness_only: bool) -> RatingExample:
+    """Parse one HelpSteer2 ratings row; helpfulness-only mode needs and trains only `helpfulness`.
+
+    Raises:
+        BadRowError: a field is missing, of the wrong type, or out of range.
+    """
+    prompt = require_text(row, "prompt")
+    response = require_text(row, "response")
+    names = HS2_ATTRIBUTES[:1] if helpfulness_only else HS2_ATTRIBUTES
+    values = {name: float(_rating(row, name)) for name in names}
+    labels = tuple(values.get(name, 0.0) for name in HS2_ATTRIBUTES)
+    mask = tuple(name in values for name in HS2_ATTRIBUTES)
+    return RatingExample(prompt=prompt, response=response, labels=labels, label_mask=mask)  # type: ignore[arg-type]
+
+
+def _rows(source: Source, on_bad_row: OnBadRow) -> tuple[list[Row], int]:
+    """The rows of `source` and how many unreadable lines were skipped (only with "skip")."""
+    if not isinstance(source, (str, Path)):
+        return list(source), 0
+    bad_lines: list[BadRowError] = []
+    rows = read_rows(source, bad_lines if on_bad_row == "skip" else None)
+    return rows, len(bad_lines)
+
+
+def _with_unreadable(stats: LoadStats, unreadable: int) -> LoadStats:
+    stats.rows += unreadable
+    stats.skipped_bad += unreadable
+    return stats
+
+
+def parse_preference_rows(rows: Sequence[Row], on_bad_row: OnBadRow = "error") -> tuple[list[PreferencePair], LoadStats]:
+    """Parse rows into pairs; with "skip" bad rows are counted, with "error" the first one raises."""
+    stats, pairs = LoadStats(rows=len(rows)), []
+    for row in rows:
+        try:
+            outcome = preference_row_outcome(row)
+        except BadRowError:
+            if on_bad_row == "error":
+                raise
+            stats.skipped_bad += 1
+            continue
+        if outcome == "zero_strength":
+            stats.dropped_zero_strength += 1
+        elif outcome == "spread":
+            stats.dropped_spread += 1
+        else:
+            pairs.append(outcome)
+    stats.kept = len(pairs)
+    return pairs, stats
+
+
+def parse_rating_rows(
+    rows: Sequence[Row], helpfulness_only: bool, on_bad_row: OnBadRow = "error"
+) -> tuple[list[RatingExample], LoadStats]:
+    """Parse rows into rating examples; `on_bad_row` as in `parse_preference_rows`."""
+    stats, examples = LoadStats(rows=len(rows)), []
+    for row in rows:
+        try:
+            examples.append(parse_rating_row(row, helpfulness_only))
+        except BadRowError:
+            if on_bad_row == "error":
+                raise
+            stats.skipped_bad += 1
+    stats.kept = len(examples)
+    return examples, stats
+
+
+def load_preference_pairs(source: Source, on_bad_row: OnBadRow = "error") -> tuple[list[PreferencePair], LoadStats]:
+    """Read (path) or take (rows) HelpSteer2-Preference rows and parse them into pairs.
+
+    With on_bad_row="skip", malformed rows (including lines that are not JSON objects) are counted in
+    `skipped_bad` and skipped; with "error" the first one raises BadRowError.
+    """
+    rows, unreadable = _rows(source, on_bad_row)
+    pairs, stats = parse_preference_rows(rows, on_bad_row)
+    return pairs, _with_unreadable(stats, unreadable)
+
+
+def load_rating_examples(
+    source: Source, helpfulness_only: bool, on_bad_row: OnBadRow = "error"
+) -> tuple[list[RatingExample], LoadStats]:
+    """Read (path) or take (rows) HelpSteer2 ratings rows and parse them into examples; `on_bad_row` as above."""
+    rows, unreadable = _rows(source, on_bad_row)
+    examples, stats = parse_rating_rows(rows, helpfulness_only, on_bad_row)
+    return examples, _with_unreadable(stats, unreadable)
+
+
+def hub_preference_rows(split: Literal["train", "val"], repo_id: str = DEFAULT_REPO) -> list[Row]:
+    """HelpSteer2-Preference rows of one split from the Hub (needs network and `datasets`).
+
+    The release is a single "train" table whose `split` column says train/val; row indices in the sources
+    are indices into that full table.
+    """
+    from datasets import load_dataset  # lazy: only Hub users need it
+
+    table = load_dataset(repo_id, data_dir="preference")["train"]
+    return [
+        Row(f"hub:{repo_id}/preference, row {i}", dict(record))
+        for i, record in enumerate(table)
+        if record.get("split") == split
+    ]
+
+
+def hub_rating_rows(split: Literal["train", "validation"], repo_id: str = DEFAULT_REPO) -> list[Row]:
+    """HelpSteer2 ratings rows of one split from the Hub (needs network and `datasets`)."""
+    from datasets import load_dataset  # lazy: only Hub users need it
+
+    table = load_dataset(repo_id)[split]
+    return [Row(f"hub:{repo_id}/{split}, row {i}", dict(record)) for i, record in enumerate(table)]

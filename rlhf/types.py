@@ -1,0 +1,106 @@
+"""Typed examples and batches that flow from the data modules into the models.
+
+Text-level examples (`PreferencePair`, `RatingExample`) come out of `rlhf.data.helpsteer2`; tensor batches
+(`PreferenceBatch`, `RatingBatch`) come out of `rlhf.data.collate`. Every mask is a bool tensor where True means
+"this position counts". Batches are frozen; `.to(device)` returns a moved copy, which is also how Lightning
+transfers them (it treats any object with a `.to` method as transferable).
+"""
+
+from __future__ import annotations
+
+import dataclasses
+from dataclasses import dataclass
+from typing import TypeVar
+
+import torch
+from torch import Tensor
+
+HS2_ATTRIBUTES: tuple[str, ...] = ("helpfulness", "correctness", "coherence", "complexity", "verbosity")
+"""The five HelpSteer2 attributes, in the order the rating labels use."""
+
+_B = TypeVar("_B")
+
+
+def _move(batch: _B, device: torch.device | str, **kwargs: object) -> _B:
+    moved = {
+        f.name: getattr(batch, f.name).to(device, **kwargs)
+        for f in dataclasses.fields(batch)  # type: ignore[arg-type]
+        if isinstance(getattr(batch, f.name), Tensor)
+    }
+    return dataclasses.replace(batch, **moved)  # type: ignore[type-var]
+
+
+@dataclass(frozen=True)
+class PreferencePair:
+    """One preference pair in text form.
+
+    Attributes:
+        prompt: the user turn(s); multi-turn prompts keep the HelpSteer2 `<extra_id_1>` separators.
+        chosen: the preferred final assistant turn.
+        rejected: the other final assistant turn.
+        magnitude: m = |preference_strength| in {1, 2, 3}; 0-strength pairs never become a PreferencePair.
+    """
+
+    prompt: str
+    chosen: str
+    rejected: str
+    magnitude: int
+
+
+@dataclass(frozen=True)
+class RatingExample:
+    """One rated response in text form.
+
+    Attributes:
+        prompt: the user turn(s), as in `PreferencePair.prompt`.
+        response: the final assistant turn that was rated.
+        labels: 5 ratings in `HS2_ATTRIBUTES` order, each 0..4 (0.0 where masked out).
+        label_mask: 5 bools, True where the label is trained on (helpfulness-only mode keeps only the first).
+    """
+
+    prompt: str
+    response: str
+    labels: tuple[float, float, float, float, float]
+    label_mask: tuple[bool, bool, bool, bool, bool]
+
+
+@dataclass(frozen=True)
+class PreferenceBatch:
+    """B preference pairs; chosen rows are stacked over rejected rows so one forward pass scores both.
+
+    Attributes:
+        input_ids: (2B, T) long; rows [0, B) are chosen, rows [B, 2B) the matching rejected responses.
+        attention_mask: (2B, T) bool, True on real tokens (either padding side).
+        margin: (B,) float32, m = |preference strength| of each pair.
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    margin: Tensor
+
+    @property
+    def num_pairs(self) -> int:
+        return self.margin.shape[0]
+
+    def to(self, device: torch.device | str, **kwargs: object) -> PreferenceBatch:
+        return _move(self, device, **kwargs)
+
+
+@dataclass(frozen=True)
+class RatingBatch:
+    """B rated responses.
+
+    Attributes:
+        input_ids: (B, T) long.
+        attention_mask: (B, T) bool, True on real tokens.
+        labels: (B, 5) float32 ratings in `HS2_ATTRIBUTES` order.
+        label_mask: (B, 5) bool, True where a label is trained on.
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    labels: Tensor
+    label_mask: Tensor
+
+    def to(self, device: torch.device | str, **kwargs: object) -> RatingBatch:
+        return _move(self, device, **kwargs)

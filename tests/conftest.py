@@ -1,0 +1,59 @@
+"""Session fixtures: a tiny random Llama saved with the shipped 105-piece tokenizer, and generated sample data.
+
+Nothing comes from a hub: the model is a random `LlamaConfig` built in-process, the tokenizer is the repo's own
+`data/tiny-llama/tokenizer.model`, and the data comes from `rlhf.data.synthetic`.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+from pathlib import Path
+
+import pytest
+import torch
+
+REPO = Path(__file__).resolve().parents[1]
+os.environ.setdefault("WANDB_MODE", "offline")
+os.environ.setdefault("WANDB_SILENT", "true")
+
+
+def pytest_collection_modifyitems(config, items):
+    if torch.cuda.is_available():
+        return
+    skip = pytest.mark.skip(reason="needs CUDA")
+    for item in items:
+        if "gpu" in item.keywords:
+            item.add_marker(skip)
+
+
+@pytest.fixture(scope="session")
+def tiny_llama_dir(tmp_path_factory) -> Path:
+    """A random 2-layer Llama (hidden 32) with the shipped tokenizer, saved as a Hugging Face directory."""
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    from rlhf.models.llama2c import tokenizer_files
+
+    out = tmp_path_factory.mktemp("tiny-llama-random")
+    torch.manual_seed(0)
+    config = LlamaConfig(
+        vocab_size=105, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+        num_key_value_heads=2, max_position_embeddings=256, bos_token_id=1, eos_token_id=2, pad_token_id=0,
+        tie_word_embeddings=True,
+    )
+    LlamaForCausalLM(config).save_pretrained(out)
+    shutil.copy(REPO / "data/tiny-llama/tokenizer.model", out / "tokenizer.model")
+    for name, content in tokenizer_files(256).items():
+        (out / name).write_text(json.dumps(content))
+    return out
+
+
+@pytest.fixture(scope="session")
+def synthetic_dir(tmp_path_factory) -> Path:
+    """The generated HelpSteer2-format sample data (small)."""
+    from rlhf.data.synthetic import generate
+
+    out = tmp_path_factory.mktemp("synthetic")
+    generate(out, seed=0, n_train_prompts=40, n_val_prompts=12)
+    return out

@@ -1,0 +1,5 @@
+"""Reward-model training: `python train.py fit --config configs/reward/<variant>.yaml` (LightningCLI)."""
+from rlhf.cli import reward_main
+
+if __name__ == "__main__":
+    reward_main()
