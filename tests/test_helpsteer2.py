@@ -114,19 +114,23 @@ BAD_PREFERENCES = [
      "field 'response_1': expected a non-empty string, got an empty or whitespace-only string"),
     ("list prompt", {**PAIR, "prompt": ["a"]}, "field 'prompt': expected a non-empty string, got a list"),
     ("null prompt", {**PAIR, "prompt": None}, "field 'prompt': missing"),
-    ("bad raw strength", {**PAIR, "preference_strength": None, "all_preferences_unprocessed": [{"strength": 1}, {"strength": 7}]},
+    ("bad raw strength", {**PAIR, "preference_strength": None,
+                          "all_preferences_unprocessed": [{"strength": 1}, {"strength": 7}]},
      "field 'all_preferences_unprocessed[1].strength': expected an integer in -3..3 or -100, got 7"),
     ("raw annotation without strength", {**PAIR, "preference_strength": None, "all_preferences_unprocessed": ["x"]},
      "field 'all_preferences_unprocessed[0]': expected an object with a 'strength'"),
     ("empty raw list", {**PAIR, "preference_strength": None, "all_preferences_unprocessed": []},
      "field 'all_preferences_unprocessed': expected a non-empty list, got an empty list"),
+    ("bad strengths element", {**PAIR, "preference_strength": None, "strengths": [1, 0.5]},
+     "field 'strengths[1]': expected an integer in -3..3 or -100, got non-integer 0.5"),
 ]
 BAD_RATINGS = [
     ("rating outside 0..4", {**RATING, "coherence": 5}, "field 'coherence': expected an integer in 0..4, got 5"),
     ("negative rating", {**RATING, "helpfulness": -1}, "field 'helpfulness': expected an integer in 0..4, got -1"),
     ("non-integer rating", {**RATING, "verbosity": 3.5},
      "field 'verbosity': expected an integer in 0..4, got non-integer 3.5"),
-    ("bool rating", {**RATING, "complexity": False}, "field 'complexity': expected an integer in 0..4, got a bool False"),
+    ("bool rating", {**RATING, "complexity": False},
+     "field 'complexity': expected an integer in 0..4, got a bool False"),
     ("bad list rating", {**RATING, "helpfulness": [3, 4, 9]},
      "field 'helpfulness[2]': expected an integer in 0..4, got 9"),
     ("whitespace-only response", {**RATING, "response": "  "},
@@ -207,7 +211,8 @@ def test_hub_loaders_with_a_fake_datasets_module(monkeypatch: pytest.MonkeyPatch
 
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
     rows = hub_preference_rows("train")
-    assert [r.source for r in rows] == ["hub:nvidia/HelpSteer2/preference, row 0", "hub:nvidia/HelpSteer2/preference, row 2"]
+    assert [r.source for r in rows] == [
+        "hub:nvidia/HelpSteer2/preference, row 0", "hub:nvidia/HelpSteer2/preference, row 2"]
     assert [r.source for r in hub_preference_rows("val")] == ["hub:nvidia/HelpSteer2/preference, row 1"]
     assert [r.source for r in hub_rating_rows("validation", repo_id="me/HS2")] == [
         "hub:me/HS2/validation, row 0", "hub:me/HS2/validation, row 1"]

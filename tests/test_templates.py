@@ -23,7 +23,10 @@ def test_spec_string_single_turn() -> None:
 
 def test_empty_system() -> None:
     text = render(TemplateSpec(system=""), "Tell me about the cat.", "The cat says meow.")
-    assert text == "<extra_id_0>System\n\n<extra_id_1>User\nTell me about the cat.\n<extra_id_1>Assistant\nThe cat says meow.\n<extra_id_2>"
+    assert text == (
+        "<extra_id_0>System\n\n<extra_id_1>User\nTell me about the cat.\n"
+        "<extra_id_1>Assistant\nThe cat says meow.\n<extra_id_2>"
+    )
 
 
 def test_split_turns_multi_turn() -> None:
@@ -36,7 +39,8 @@ def test_split_turns_multi_turn() -> None:
 
 
 def test_multi_turn_round_trip_equals_raw_insertion() -> None:
-    raw = f"<extra_id_0>System\n{STEERLM_SYSTEM}\n<extra_id_1>User\n{MULTI_TURN}\n<extra_id_1>Assistant\nWhy?\n<extra_id_2>"
+    raw = f"<extra_id_0>System\n{STEERLM_SYSTEM}\n<extra_id_1>User\n{MULTI_TURN}\n"
+    raw += "<extra_id_1>Assistant\nWhy?\n<extra_id_2>"
     assert render_steerlm(split_turns(MULTI_TURN), "Why?") == raw
     assert render(TemplateSpec(), MULTI_TURN, "Why?") == raw
 

@@ -64,16 +64,20 @@ class LoadStats:
 
 def _strength(row: Row) -> int | None:
     """The aggregate strength: the stored one, else aggregated from raw annotations (None = failed aggregation)."""
-    if has_field(row, "all_preferences_unprocessed") and not has_field(row, "preference_strength"):
-        name = "all_preferences_unprocessed"
-        return aggregate_strengths([_annotation_strength(row, name, i, a) for i, a in enumerate(require_list(row, name))])
-    if has_field(row, "strengths") and not has_field(row, "preference_strength"):
+    if has_field(row, "preference_strength"):
+        return require_int(row, "preference_strength", -3, 3)
+    if has_field(row, "all_preferences_unprocessed"):
+        annotations = require_list(row, "all_preferences_unprocessed")
+        return aggregate_strengths([_annotation_strength(row, i, a) for i, a in enumerate(annotations)])
+    if has_field(row, "strengths"):
         raw = require_list(row, "strengths")
-        return aggregate_strengths([check_int(row, f"strengths[{i}]", s, -3, 3, (NEITHER_VALID,)) for i, s in enumerate(raw)])
-    return require_int(row, "preference_strength", -3, 3)
+        strengths = [check_int(row, f"strengths[{i}]", s, -3, 3, (NEITHER_VALID,)) for i, s in enumerate(raw)]
+        return aggregate_strengths(strengths)
+    raise field_error(row, "preference_strength", "missing")
 
 
-def _annotation_strength(row: Row, name: str, index: int, annotation: object) -> int:
+def _annotation_strength(row: Row, index: int, annotation: object) -> int:
+    name = "all_preferences_unprocessed"
     if not isinstance(annotation, dict) or "strength" not in annotation:
         raise field_error(row, f"{name}[{index}]", "expected an object with a 'strength'")
     return check_int(row, f"{name}[{index}].strength", annotation["strength"], -3, 3, (NEITHER_VALID,))
@@ -141,7 +145,9 @@ def _with_unreadable(stats: LoadStats, unreadable: int) -> LoadStats:
     return stats
 
 
-def parse_preference_rows(rows: Sequence[Row], on_bad_row: OnBadRow = "error") -> tuple[list[PreferencePair], LoadStats]:
+def parse_preference_rows(
+    rows: Sequence[Row], on_bad_row: OnBadRow = "error"
+) -> tuple[list[PreferencePair], LoadStats]:
     """Parse rows into pairs; with "skip" bad rows are counted, with "error" the first one raises."""
     stats, pairs = LoadStats(rows=len(rows)), []
     for row in rows:
@@ -178,7 +184,9 @@ def parse_rating_rows(
     return examples, stats
 
 
-def load_preference_pairs(source: Source, on_bad_row: OnBadRow = "error") -> tuple[list[PreferencePair], LoadStats]:
+def load_preference_pairs(
+    source: Source, on_bad_row: OnBadRow = "error"
+) -> tuple[list[PreferencePair], LoadStats]:
     """Read (path) or take (rows) HelpSteer2-Preference rows and parse them into pairs.
 
     With on_bad_row="skip", malformed rows (including lines that are not JSON objects) are counted in

@@ -233,7 +233,8 @@ def _write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
 
 
 def _readme(seed: int, world: dict[str, list[Item]]) -> str:
-    weights = ", ".join(f"{w:.2f} {k}" for k, w in WEIGHTS.items())
+    weights = " + ".join(f"{w:.2f} {k}" for k, w in WEIGHTS.items())
+    outcomes = [aggregate_strengths(item.strengths) for items in world.values() for item in items]
     return f"""# Synthetic HelpSteer2 world (seed {seed})
 
 Written by `python -m rlhf.data.synthetic`; the same seed gives byte-identical files.
@@ -244,9 +245,10 @@ Written by `python -m rlhf.data.synthetic`; the same seed gives byte-identical f
   preference_strength, all_preferences_unprocessed with each annotator's strength and justification).
 
 Prompts ask about one of {len(FACTS)} subjects ("Tell me about the cat."). A response is 1-3 fact sentences.
-Its latent quality is q = 4 * ({weights}), each feature in [0, 1]: on topic (about the asked subject),
-correct (share of facts that belong to the subject; counts only on topic), fluent (share of sentences not
-word-shuffled), no repetition, complete (not cut off mid-sentence), detail (number of distinct facts).
+Its latent quality is q = 4 * ({weights}),
+each feature in [0, 1]: on topic (about the asked subject), correct (share of facts that belong to the
+subject; counts only on topic), fluent (share of sentences not word-shuffled), no repetition, complete
+(not cut off mid-sentence), detail ((distinct complete facts - 1) / 2).
 One per-response skill draw makes the features correlate, so q is graded.
 
 Ratings: 3-5 annotators, each label = round(latent + annotator bias + noise) clipped to 0..4, where
@@ -256,10 +258,14 @@ Preferences: 3-5 annotators judge q2 - q1 with noise and a small recency bias (5
 "neither valid" happens when both responses are poor), and `preference_strength` is `aggregate_strengths`.
 Rows with aggregate 0 are kept in the files (the loader drops and counts them); rows whose aggregation
 fails (spread > 2) store null, and the loader re-aggregates the raw strengths and counts them as spread.
+In these files: {outcomes.count(0)} zero-strength and {outcomes.count(None)} failed-aggregation preference rows
+out of {len(outcomes)}.
 """
 
 
-def generate(out_dir: str | Path, seed: int = 0, n_train_prompts: int = 1200, n_val_prompts: int = 150) -> dict[str, Path]:
+def generate(
+    out_dir: str | Path, seed: int = 0, n_train_prompts: int = 1200, n_val_prompts: int = 150
+) -> dict[str, Path]:
     """Write the four JSON Lines files and README.md into `out_dir`; returns {file stem: path}."""
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
