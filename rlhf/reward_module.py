@@ -65,6 +65,7 @@ class RewardModelModule(LightningModule):
             if head.n_out != self.head_spec.n_out:
                 raise ValueError(f"init_from {self.init_from} has a {head.n_out}-output head, this model {self.head_spec.n_out}")
             load_trained(self.model, self.init_from)
+        self.model.train()  # from_pretrained returns eval mode; Lightning switches modes from here on
 
     def checkpoint_meta(self) -> dict:
         return {

@@ -129,11 +129,10 @@ class PreferenceDataModule(TokenizedDataModule):
         return path
 
     def setup(self, stage: str) -> None:
-        if self._collate_fns:
+        if self._collate_fns and (self._train or stage != "fit"):
             return
         encoder = self._encoder()
-        splits = (["train"] if stage == "fit" else []) + ["val"]
-        for split in splits:
+        for split in (["train"] if stage == "fit" else []) + ["val"]:
             pairs, load_stats = helpsteer2.load_preference_pairs(self._source(split), on_bad_row=self.on_bad_row)
             stats = EncodeStats()
             encoded = _encode_pairs(encoder, pairs, self.overlength if split == "train" else "truncate", stats)
@@ -176,7 +175,7 @@ class RatingDataModule(TokenizedDataModule):
         return path
 
     def setup(self, stage: str) -> None:
-        if self._collate_fns:
+        if self._collate_fns and (self._train or stage != "fit"):
             return
         encoder = self._encoder()
         for split in (["train"] if stage == "fit" else []) + ["val"]:
