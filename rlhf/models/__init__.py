@@ -1,0 +1,1 @@
+"""Model code: reward heads, the Hugging Face backbone loader and the llama2.c checkpoint converter."""

@@ -1,0 +1,131 @@
+"""The backbone builder: a Llama from a local path or hub id, LoRA-wrapped, optionally nf4-quantised (QLoRA).
+
+This is the only module that imports transformers, peft and bitsandbytes. Attention is FlashAttention-2 when the
+`flash_attn` package and CUDA are present and SDPA otherwise (configurable); gradient checkpointing is the
+non-reentrant kind, which works with frozen embeddings and LoRA. Reward models take the body without the LM head
+(`AutoModel`); policies take `AutoModelForCausalLM`. Loading a checkpoint of trained weights is `rlhf.checkpoint`'s job.
+"""
+
+from __future__ import annotations
+
+import importlib.util
+from dataclasses import dataclass, field
+from typing import Literal
+
+import torch
+from torch import nn
+
+DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+
+
+@dataclass(frozen=True)
+class LoraSpec:
+    """LoRA adapter settings.
+
+    Args:
+        r: adapter rank.
+        alpha: scaling numerator (the update is scaled by alpha / r).
+        dropout: dropout on the adapter input; keep 0.0 where a reference pass shares the model.
+        target_modules: names of the linear layers that get adapters.
+    """
+
+    r: int = 16
+    alpha: int = 32
+    dropout: float = 0.0
+    target_modules: tuple[str, ...] = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
+
+
+@dataclass(frozen=True)
+class BackboneSpec:
+    """Which Llama to load and how.
+
+    Args:
+        name_or_path: a local Hugging Face directory or a hub id (e.g. meta-llama/Llama-3.1-8B-Instruct).
+        quantize: "nf4" loads the frozen base in 4-bit NormalFloat through bitsandbytes (QLoRA); "none" keeps `dtype`.
+        dtype: dtype of the frozen base weights (and of LoRA compute under nf4).
+        attn_implementation: "auto" picks flash_attention_2 when flash-attn and CUDA are available, else sdpa.
+        gradient_checkpointing: recompute activations in backward (non-reentrant) to save memory.
+        lora: adapter settings; None trains no adapter (head only).
+    """
+
+    name_or_path: str
+    quantize: Literal["none", "nf4"] = "none"
+    dtype: Literal["float32", "bfloat16", "float16"] = "float32"
+    attn_implementation: Literal["auto", "flash_attention_2", "sdpa", "eager"] = "auto"
+    gradient_checkpointing: bool = False
+    lora: LoraSpec | None = field(default_factory=LoraSpec)
+
+
+def resolve_attn_implementation(requested: str) -> str:
+    """"auto" → "flash_attention_2" if importable with CUDA, else "sdpa"; other values pass through."""
+    if requested != "auto":
+        return requested
+    if torch.cuda.is_available() and importlib.util.find_spec("flash_attn") is not None:
+        return "flash_attention_2"
+    return "sdpa"
+
+
+def load_tokenizer(name_or_path: str):
+    """The backbone's tokenizer with an explicit pad token (unk if it has one, else eos) and right padding.
+
+    Rewards are read through `attention_mask`, never through the pad id, so pad == eos is harmless here.
+    """
+    from transformers import AutoTokenizer
+
+    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    if tokenizer.pad_token is None:
+        tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
+    tokenizer.padding_side = "right"
+    return tokenizer
+
+
+def _quantization_config(spec: BackboneSpec):
+    if spec.quantize == "none":
+        return None
+    from transformers import BitsAndBytesConfig
+
+    return BitsAndBytesConfig(
+        load_in_4bit=True,
+        bnb_4bit_quant_type="nf4",
+        bnb_4bit_use_double_quant=True,
+        bnb_4bit_compute_dtype=DTYPES[spec.dtype],
+        bnb_4bit_quant_storage=DTYPES[spec.dtype],  # lets FSDP shard the 4-bit weights
+    )
+
+
+def load_backbone(spec: BackboneSpec, causal_lm: bool = False) -> nn.Module:
+    """Load the Llama (body only, or with LM head when `causal_lm`), freeze it and add LoRA adapters.
+
+    Returns a peft model when `spec.lora` is set (base frozen, only `lora_` weights trainable), else the frozen model.
+    """
+    from transformers import AutoModel, AutoModelForCausalLM
+
+    cls = AutoModelForCausalLM if causal_lm else AutoModel
+    model = cls.from_pretrained(
+        spec.name_or_path,
+        dtype=DTYPES[spec.dtype],
+        attn_implementation=resolve_attn_implementation(spec.attn_implementation),
+        quantization_config=_quantization_config(spec),
+    )
+    model.config.use_cache = False
+    model.requires_grad_(False)
+    if spec.gradient_checkpointing:
+        model.gradient_checkpointing_enable(gradient_checkpointing_kwargs={"use_reentrant": False})
+    if spec.lora is None:
+        return model
+    from peft import LoraConfig, get_peft_model
+
+    lora = LoraConfig(
+        r=spec.lora.r,
+        lora_alpha=spec.lora.alpha,
+        lora_dropout=spec.lora.dropout,
+        target_modules=list(spec.lora.target_modules),
+        bias="none",
+        task_type="CAUSAL_LM" if causal_lm else "FEATURE_EXTRACTION",
+    )
+    return get_peft_model(model, lora)
+
+
+def hidden_size(model: nn.Module) -> int:
+    """Hidden size H of a (possibly peft-wrapped) HF model."""
+    return int(model.config.hidden_size)

@@ -1,0 +1,106 @@
+"""Reward heads and last-token pooling.
+
+`last_token_index` finds the last attended position from `attention_mask` alone, so it is right for left padding,
+right padding and pad == eos (the pooling bug peers shipped). `RewardHead` is a linear layer on the final hidden
+state with `n_out` ∈ {1, 5, 9} outputs laid out as in NeMo-Aligner (9 = four OpenAssistant legacy slots, then the
+five HelpSteer2 attributes); the scalar reward is the helpfulness slot unless another is configured.
+The mean-variance (distributional) head is left out here.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Literal
+
+import torch
+from torch import Tensor, nn
+
+from rlhf.types import HS2_ATTRIBUTES
+
+HEAD_LAYOUTS: dict[int, tuple[str, ...]] = {
+    1: ("helpfulness",),
+    5: HS2_ATTRIBUTES,
+    9: ("quality", "toxicity", "humor", "creativity") + HS2_ATTRIBUTES,
+}
+
+
+def last_token_index(attention_mask: Tensor) -> Tensor:
+    """Index of the last True position in each row.
+
+    Args:
+        attention_mask: (B, T) bool (or 0/1), True on real tokens; padding may be on either side.
+
+    Returns:
+        (B,) long. Raises ValueError if a row has no real token.
+    """
+    mask = attention_mask.bool()
+    if not bool(mask.any(dim=1).all()):
+        raise ValueError("last_token_index: a row of attention_mask has no real token")
+    positions = torch.arange(mask.shape[1], device=mask.device).expand_as(mask)
+    return torch.where(mask, positions, torch.full_like(positions, -1)).max(dim=1).values
+
+
+def gather_last(hidden: Tensor, attention_mask: Tensor) -> Tensor:
+    """(B, T, H) hidden states → (B, H) at each row's last real token."""
+    idx = last_token_index(attention_mask)
+    return hidden[torch.arange(hidden.shape[0], device=hidden.device), idx]
+
+
+class RewardHead(nn.Module):
+    """Linear reward head.
+
+    Args:
+        hidden_size: backbone hidden size H.
+        n_out: number of outputs, one of `HEAD_LAYOUTS` (1, 5 or 9).
+        bias: whether the linear layer has a bias (NeMo-Aligner's does; Hugging Face's sequence-classification head does not).
+        init: "stiennon" draws weights from N(0, 1/(H+1)) (std 1/sqrt(H+1)); "zeros" starts at zero.
+    """
+
+    def __init__(self, hidden_size: int, n_out: int = 1, bias: bool = False, init: Literal["stiennon", "zeros"] = "stiennon"):
+        super().__init__()
+        if n_out not in HEAD_LAYOUTS:
+            raise ValueError(f"n_out must be one of {sorted(HEAD_LAYOUTS)}, got {n_out}")
+        self.linear = nn.Linear(hidden_size, n_out, bias=bias)
+        if init == "stiennon":
+            nn.init.normal_(self.linear.weight, std=1.0 / (hidden_size + 1) ** 0.5)
+        else:
+            nn.init.zeros_(self.linear.weight)
+        if bias:
+            nn.init.zeros_(self.linear.bias)
+
+    @property
+    def attributes(self) -> tuple[str, ...]:
+        return HEAD_LAYOUTS[self.linear.out_features]
+
+    def forward(self, pooled: Tensor) -> Tensor:
+        """(B, H) → (B, n_out), computed in the head's dtype."""
+        return self.linear(pooled.to(self.linear.weight.dtype))
+
+
+def attribute_slots(n_out: int) -> Tensor:
+    """For each of the 5 HelpSteer2 attributes, its output slot in an `n_out` head, or −1 if the head lacks it. (5,) long."""
+    layout = HEAD_LAYOUTS[n_out]
+    return torch.tensor([layout.index(a) if a in layout else -1 for a in HS2_ATTRIBUTES])
+
+
+@dataclass(frozen=True)
+class HeadSpec:
+    """Reward head settings.
+
+    Args:
+        n_out: 1 (helpfulness only), 5 (HelpSteer2 attributes) or 9 (NeMo-Aligner layout, to load NeMo checkpoints).
+        reward_slot: head output used as the scalar reward; None means the helpfulness slot (0, 0 or 4).
+        bias: whether the head has a bias. Off by default: pairwise losses cannot train it, and a head without bias
+            exports exactly to `AutoModelForSequenceClassification` (NeMo-Aligner's head has one).
+        init: "stiennon" (N(0, 1/(H+1))) or "zeros".
+    """
+
+    n_out: int = 1
+    reward_slot: int | None = None
+    bias: bool = False
+    init: Literal["stiennon", "zeros"] = "stiennon"
+
+    def resolved_slot(self) -> int:
+        if self.n_out not in HEAD_LAYOUTS:
+            raise ValueError(f"head n_out must be one of {sorted(HEAD_LAYOUTS)}, got {self.n_out}")
+        return HEAD_LAYOUTS[self.n_out].index("helpfulness") if self.reward_slot is None else self.reward_slot

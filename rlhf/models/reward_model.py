@@ -1,0 +1,58 @@
+"""RewardModel: a (LoRA-wrapped) Llama body, the hidden state at each row's last real token, a linear head.
+
+Position ids are derived from `attention_mask` (cumsum − 1), so a left-padded row sees the same positions as the
+same row right-padded and gets the same reward. Chosen and rejected responses are scored in one forward pass by
+the caller stacking them. Packing (several sequences per row) is left out here.
+"""
+
+from __future__ import annotations
+
+from torch import Tensor, nn
+
+from rlhf.models.backbone import BackboneSpec, hidden_size, load_backbone
+from rlhf.models.heads import HeadSpec, RewardHead, gather_last
+
+
+def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
+    """(B, T) mask → (B, T) long positions counting real tokens from 0; padding positions get 0."""
+    mask = attention_mask.long()
+    return (mask.cumsum(dim=1) - 1).clamp(min=0) * mask
+
+
+class RewardModel(nn.Module):
+    """Backbone hidden states → head at the last real token.
+
+    Args:
+        backbone: a Hugging Face base model (no LM head), possibly a peft model, returning `last_hidden_state`.
+        head: the reward head.
+        reward_slot: which head output is the scalar reward.
+    """
+
+    def __init__(self, backbone: nn.Module, head: RewardHead, reward_slot: int):
+        super().__init__()
+        if not 0 <= reward_slot < head.linear.out_features:
+            raise ValueError(f"reward_slot {reward_slot} is outside the head's {head.linear.out_features} outputs")
+        self.backbone = backbone
+        self.head = head
+        self.reward_slot = reward_slot
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        """(B, T) ids and bool mask → (B, n_out) head outputs."""
+        out = self.backbone(
+            input_ids=input_ids,
+            attention_mask=attention_mask.long(),
+            position_ids=position_ids_from_mask(attention_mask),
+            use_cache=False,
+        )
+        return self.head(gather_last(out.last_hidden_state, attention_mask))
+
+    def reward(self, outputs: Tensor) -> Tensor:
+        """(B, n_out) head outputs → (B,) scalar rewards."""
+        return outputs[:, self.reward_slot]
+
+
+def build_reward_model(backbone_spec: BackboneSpec, head_spec: HeadSpec) -> RewardModel:
+    """Load the backbone (LoRA-wrapped) and attach a freshly initialised head."""
+    backbone = load_backbone(backbone_spec)
+    head = RewardHead(hidden_size(backbone), head_spec.n_out, head_spec.bias, head_spec.init)
+    return RewardModel(backbone, head, head_spec.resolved_slot())
