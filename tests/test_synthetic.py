@@ -40,7 +40,7 @@ def test_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
 
 
 def test_loaders_parse_everything(files: dict[str, Path]) -> None:
-    for split, n_prompts in (("train", 1200), ("val", 150)):
+    for split, n_prompts in (("train", 1200), ("val", 300)):
         examples, stats = load_rating_examples(files[f"ratings_{split}"], helpfulness_only=False)
         assert stats.kept == stats.rows == 2 * n_prompts and stats.skipped_bad == 0
         pairs, stats = load_preference_pairs(files[f"preference_{split}"])

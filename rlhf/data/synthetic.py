@@ -53,7 +53,7 @@ PROMPTS = (
     "Please tell me about the {s}.",
     "What is a {s} like?",
 )
-WEIGHTS = {"on_topic": 0.30, "correct": 0.25, "fluent": 0.15, "no_repeat": 0.10, "complete": 0.10, "detail": 0.10}
+WEIGHTS = {"on_topic": 0.25, "correct": 0.10, "fluent": 0.25, "no_repeat": 0.15, "complete": 0.15, "detail": 0.10}
 """q = 4 * sum(weight * feature); every feature is in [0, 1] and `correct` counts only when on topic."""
 DEGREES = ("slightly better", "better", "much better")
 REASONS = {  # feature -> justification, checked in this order
@@ -194,7 +194,7 @@ def make_item(rng: random.Random) -> Item:
     return Item(prompt, (r1, r2), tuple(strengths), notes)
 
 
-def make_world(seed: int = 0, n_train_prompts: int = 1200, n_val_prompts: int = 150) -> dict[str, list[Item]]:
+def make_world(seed: int = 0, n_train_prompts: int = 1200, n_val_prompts: int = 300) -> dict[str, list[Item]]:
     """Items per split ("train", "val"); each split has its own seeded stream, so sizes do not interact."""
     sizes = {"train": n_train_prompts, "val": n_val_prompts}
     streams = {split: random.Random(f"rlhf-synthetic:{seed}:{split}") for split in sizes}
@@ -264,7 +264,7 @@ out of {len(outcomes)}.
 
 
 def generate(
-    out_dir: str | Path, seed: int = 0, n_train_prompts: int = 1200, n_val_prompts: int = 150
+    out_dir: str | Path, seed: int = 0, n_train_prompts: int = 1200, n_val_prompts: int = 300
 ) -> dict[str, Path]:
     """Write the four JSON Lines files and README.md into `out_dir`; returns {file stem: path}."""
     out = Path(out_dir)
@@ -284,7 +284,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-prompts", type=int, default=1200, help="train prompts (2 responses each)")
-    parser.add_argument("--n-val-prompts", type=int, default=150)
+    parser.add_argument("--n-val-prompts", type=int, default=300)
     args = parser.parse_args(argv)
     for path in generate(args.out, args.seed, args.n_prompts, args.n_val_prompts).values():
         print(path)

@@ -129,3 +129,63 @@ def load_backbone(spec: BackboneSpec, causal_lm: bool = False) -> nn.Module:
 def hidden_size(model: nn.Module) -> int:
     """Hidden size H of a (possibly peft-wrapped) HF model."""
     return int(model.config.hidden_size)
+
+
+def merge_lora(model: nn.Module) -> nn.Module:
+    """Fold LoRA into the base weights (W + (α/r)·B·A) and return the plain HF model; a model without LoRA passes through.
+
+    Merges only float32, unquantised weights: merging into nf4 or bf16 weights is lossy (pitfalls §4.15).
+    """
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        return model
+    if any(p.dtype != torch.float32 for p in model.parameters()):
+        raise ValueError("merge_lora: load the backbone in float32 without quantisation before merging")
+    return model.merge_and_unload()
+
+
+def sequence_classifier(body: nn.Module, score_weight: torch.Tensor, name_or_path: str, config_fields: dict[str, object]) -> nn.Module:
+    """Wrap a plain (merged) HF body and a bias-free (n_out, H) score weight as `AutoModelForSequenceClassification`.
+
+    The config is the base model's `config.json` updated with `config_fields` (id2label, pad_token_id, ...). The wrapper
+    is built on the meta device and takes `body` and the score by assignment, so no second copy of the weights exists.
+    """
+    from transformers import AutoConfig, AutoModelForSequenceClassification
+
+    config = AutoConfig.from_pretrained(name_or_path)
+    config.update(config_fields)  # kwargs to from_pretrained would drop the custom fields (reward_slot)
+    if config.num_labels != score_weight.shape[0]:
+        raise ValueError(f"sequence_classifier: config has {config.num_labels} labels, the score weight {score_weight.shape[0]} rows")
+    with torch.device("meta"):
+        model = AutoModelForSequenceClassification.from_config(config)
+    setattr(model, model.base_model_prefix, body)
+    model.score = nn.Linear(score_weight.shape[1], score_weight.shape[0], bias=False, device="meta")
+    model.score.weight = nn.Parameter(score_weight.detach().clone(), requires_grad=False)
+    left = [n for n, t in [*model.named_parameters(), *model.named_buffers()] if t.is_meta]
+    if left:
+        raise RuntimeError(f"sequence_classifier: {type(model).__name__} has tensors besides body and score, e.g. {left[:3]}")
+    return model
+
+
+def save_adapter(model: nn.Module, directory: str) -> None:
+    """Write peft's adapter directory (adapter_config.json + adapter_model.safetensors), LoRA weights only."""
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        raise ValueError("save_adapter: the backbone has no LoRA adapter (the checkpoint trained the head only)")
+    model.save_pretrained(directory, save_embedding_layers=False)
+
+
+def load_adapter_weights(model: nn.Module, directory: str) -> None:
+    """Copy a peft adapter directory's weights into `model`'s existing LoRA layers (same targets and rank).
+
+    Raises ValueError when a saved tensor has no LoRA layer to go to, or a LoRA layer got no tensor.
+    """
+    from peft import set_peft_model_state_dict
+    from peft.utils import load_peft_weights
+
+    result = set_peft_model_state_dict(model, load_peft_weights(directory, device="cpu"))
+    missing = [k for k in result.missing_keys if "lora_" in k]
+    if result.unexpected_keys or missing:
+        raise ValueError(f"{directory}: adapter does not fit the model; unexpected {result.unexpected_keys[:3]}, missing {missing[:3]}")
