@@ -80,16 +80,20 @@ def read_meta(path: str | Path) -> dict[str, Any]:
 def load_trained(model: nn.Module, path: str | Path) -> None:
     """Copy a checkpoint's tensors into `model`; every key must exist in the model with the same shape."""
     file = weights_path(path)
-    state = load_file(str(file))
+    load_trained_state(model, load_file(str(file)), str(file))
+
+
+def load_trained_state(model: nn.Module, state: dict[str, Tensor], source: str) -> None:
+    """Copy `state` (e.g. an extrapolated one) into `model`'s parameters; `source` names it in errors."""
     own = dict(model.named_parameters())
     for name, tensor in state.items():
         if name not in own:
-            raise ValueError(f"{file}: tensor '{name}' has no counterpart in the model (different LoRA targets or head?)")
+            raise ValueError(f"{source}: tensor '{name}' has no counterpart in the model (different LoRA targets or head?)")
         if own[name].shape != tensor.shape:
-            raise ValueError(f"{file}: tensor '{name}' has shape {tuple(tensor.shape)}, the model expects {tuple(own[name].shape)}")
+            raise ValueError(f"{source}: tensor '{name}' has shape {tuple(tensor.shape)}, the model expects {tuple(own[name].shape)}")
     with torch.no_grad():
         for name, tensor in state.items():
-            own[name].copy_(tensor.to(own[name].dtype))
+            own[name].copy_(tensor.to(device=own[name].device, dtype=own[name].dtype))
 
 
 class TrainedWeightsCheckpoint(Callback):

@@ -13,16 +13,17 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 
 from rlhf.checkpoint import TrainedWeightsCheckpoint
 from rlhf.data.datamodules import TokenizedDataModule
+from rlhf.expo import ExpoCheckpoint
 from rlhf.reward_module import RewardModelModule
 
 
 class ConfigToCheckpoint(SaveConfigCallback):
-    """Also hands the resolved config to the trained-weights checkpoint, which writes it next to the weights."""
+    """Also hands the resolved config to the checkpoint callbacks, which write it next to the weights."""
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
         text = self.parser.dump(self.config, skip_none=False)
         for cb in trainer.callbacks:
-            if isinstance(cb, TrainedWeightsCheckpoint):
+            if isinstance(cb, (TrainedWeightsCheckpoint, ExpoCheckpoint)):
                 cb.config_yaml = text
 
 

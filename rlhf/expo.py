@@ -4,19 +4,22 @@
 - "expo":  θ = θ_strong + α (θ_strong − θ_weak)    (the ExPO paper's α; α = 0 gives the strong model)
 - "total": θ = θ_weak + α (θ_strong − θ_weak)      (α is the total factor; α = 1 gives the strong model)
 The paper's "1.52" is ambiguous between the two; both are offered. `ExpoCheckpoint` writes the extrapolated
-checkpoint at the end of a stage-2 fit. Sweeping α on validation/RewardBench is left to the evaluation code.
+checkpoint at the end of a stage-2 fit; `python -m rlhf.expo` writes one from two checkpoints, and
+`python -m rlhf.expo --sweep` scores a grid of α on validation pairs (and RewardBench) and reports the best.
 """
 
 from __future__ import annotations
 
+import argparse
+import json
 from pathlib import Path
-from typing import Literal
+from typing import Literal, Sequence
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from safetensors.torch import load_file
 from torch import Tensor
 
-from rlhf.checkpoint import read_meta, save_trained, trained_state_dict, weights_path
+from rlhf.checkpoint import load_reward_model, load_trained_state, read_meta, save_trained, trained_state_dict, weights_path
 
 Convention = Literal["expo", "total"]
 
@@ -53,6 +56,7 @@ class ExpoCheckpoint(Callback):
 
     def __init__(self, weak: str, alpha: float = 0.52, convention: Convention = "expo", dirpath: str | None = None):
         self.weak, self.alpha, self.convention, self.dirpath = weak, alpha, convention, dirpath
+        self.config_yaml: str | None = None  # filled in by the CLI with the resolved config
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
         if not trainer.is_global_zero:
@@ -61,7 +65,7 @@ class ExpoCheckpoint(Callback):
         strong = trained_state_dict(pl_module.model)
         meta = {**pl_module.checkpoint_meta(), "expo": {"weak": self.weak, "alpha": self.alpha, "convention": self.convention}}
         out = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "checkpoint-expo"
-        save_trained(out, extrapolate(weak, strong, self.alpha, self.convention), meta)
+        save_trained(out, extrapolate(weak, strong, self.alpha, self.convention), meta, self.config_yaml)
 
 
 def extrapolate_checkpoints(weak: str, strong: str, out: str, alpha: float, convention: Convention = "expo") -> Path:
@@ -69,3 +73,86 @@ def extrapolate_checkpoints(weak: str, strong: str, out: str, alpha: float, conv
     meta = {**read_meta(strong), "expo": {"weak": weak, "alpha": alpha, "convention": convention}}
     merged = extrapolate(load_file(str(weights_path(weak))), load_file(str(weights_path(strong))), alpha, convention)
     return save_trained(out, merged, meta)
+
+
+def sweep(weak: str, strong: str, alphas: Sequence[float], pairs: dict[str, list], convention: Convention = "expo", batch_size: int = 32) -> list[dict]:
+    """Accuracy of the extrapolated model on each named list of `BenchPair`s for every α (the base is loaded once).
+
+    Returns one row per α: {"alpha", "<set>/accuracy", ...} plus RewardBench sections when a set is named "rewardbench".
+    """
+    from rlhf.eval.rewardbench_scores import rewardbench_result
+    from rlhf.eval.score_pairs import encode_pairs, pad_id_of, read_eval_settings, score_encoded
+    from rlhf.data.encode import Encoder
+    from rlhf.models.backbone import load_tokenizer
+
+    model = load_reward_model(strong)
+    tokenizer = load_tokenizer(read_meta(strong)["backbone"]["name_or_path"])
+    settings = read_eval_settings(strong)
+    encoder = Encoder(tokenizer, settings.template, settings.max_length)
+    encoded = {name: encode_pairs(encoder, items) for name, items in pairs.items()}
+    weak_state, strong_state = load_file(str(weights_path(weak))), load_file(str(weights_path(strong)))
+    rows = []
+    for alpha in alphas:
+        load_trained_state(model, extrapolate(weak_state, strong_state, alpha, convention), f"ExPO alpha={alpha}")
+        row: dict = {"alpha": alpha}
+        for name, enc in encoded.items():
+            scores = score_encoded(model, enc, pad_id_of(tokenizer), batch_size)
+            row[f"{name}/accuracy"] = float((scores.chosen > scores.rejected).float().mean())
+            if name == "rewardbench":
+                result = rewardbench_result([p.subset for p in pairs[name]], scores.chosen, scores.rejected, scores.truncated, f"alpha={alpha}", strong, {}, scores.identical)
+                row.update({f"rewardbench/{k}": v for k, v in result.sections.items()} | {"rewardbench/overall": result.overall})
+        rows.append(row)
+    return rows
+
+
+def _preference_pairs(path: str) -> list:
+    from rlhf.data.helpsteer2 import load_preference_pairs
+    from rlhf.eval.rewardbench_data import BenchPair
+
+    pairs, _ = load_preference_pairs(path)
+    return [BenchPair("validation", str(i), p.prompt, p.chosen, p.rejected) for i, p in enumerate(pairs)]
+
+
+def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    p = argparse.ArgumentParser(prog="python -m rlhf.expo", description="ExPO: write an extrapolated checkpoint, or sweep alpha.")
+    p.add_argument("--weak", required=True, help="weak checkpoint (stage-1 regression RM)")
+    p.add_argument("--strong", required=True, help="strong checkpoint (stage-2 BT RM initialised from the weak one)")
+    p.add_argument("--convention", choices=["expo", "total"], default="expo")
+    p.add_argument("--alpha", type=float, default=0.52, help="extrapolation factor (without --sweep)")
+    p.add_argument("--out", required=True, help="checkpoint directory to write, or with --sweep the report directory")
+    p.add_argument("--sweep", type=float, nargs="*", help="alphas to evaluate, e.g. --sweep 0 0.25 0.5 1 1.5")
+    p.add_argument("--val-pairs", help="HelpSteer2-Preference JSONL/Parquet to evaluate on (with --sweep)")
+    p.add_argument("--rewardbench", help="RewardBench JSONL to evaluate on (with --sweep)")
+    p.add_argument("--max-per-subset", type=int, help="RewardBench pairs per subset (default: all)")
+    return p.parse_args(argv)
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict] | Path:
+    args = _parse(argv)
+    if args.sweep is None:
+        path = extrapolate_checkpoints(args.weak, args.strong, args.out, args.alpha, args.convention)
+        print(f"wrote {path} (alpha={args.alpha}, convention={args.convention})")
+        return path
+    pairs: dict[str, list] = {}
+    if args.val_pairs:
+        pairs["validation"] = _preference_pairs(args.val_pairs)
+    if args.rewardbench:
+        from rlhf.eval.rewardbench_data import load_pairs, select
+
+        pairs["rewardbench"] = select(load_pairs(args.rewardbench), None, args.max_per_subset)
+    if not pairs:
+        raise SystemExit("--sweep needs --val-pairs and/or --rewardbench")
+    rows = sweep(args.weak, args.strong, args.sweep, pairs, args.convention)
+    key = "validation/accuracy" if "validation" in pairs else "rewardbench/overall"
+    best = max(rows, key=lambda r: r[key])
+    out = Path(args.out)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "expo_sweep.json").write_text(json.dumps({"convention": args.convention, "selected_by": key, "best_alpha": best["alpha"], "rows": rows}, indent=2))
+    for row in rows:
+        print("  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
+    print(f"best alpha by {key}: {best['alpha']}  ->  {out / 'expo_sweep.json'}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

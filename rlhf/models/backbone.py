@@ -189,3 +189,10 @@ def load_adapter_weights(model: nn.Module, directory: str) -> None:
     missing = [k for k in result.missing_keys if "lora_" in k]
     if result.unexpected_keys or missing:
         raise ValueError(f"{directory}: adapter does not fit the model; unexpected {result.unexpected_keys[:3]}, missing {missing[:3]}")
+
+
+def load_sequence_classifier(directory: str) -> nn.Module:
+    """An exported `AutoModelForSequenceClassification` directory (see `rlhf.export`), fp32, eval mode."""
+    from transformers import AutoModelForSequenceClassification
+
+    return AutoModelForSequenceClassification.from_pretrained(directory, dtype=torch.float32).eval()

@@ -56,3 +56,27 @@ def build_reward_model(backbone_spec: BackboneSpec, head_spec: HeadSpec) -> Rewa
     backbone = load_backbone(backbone_spec)
     head = RewardHead(hidden_size(backbone), head_spec.n_out, head_spec.bias, head_spec.init)
     return RewardModel(backbone, head, head_spec.resolved_slot())
+
+
+class ExportedRewardModel(nn.Module):
+    """A Hugging Face sequence classifier (e.g. one written by `rlhf.export`) behind RewardModel's interface.
+
+    The score layer is applied at the last attended token found from `attention_mask` (not from the pad id), with
+    mask-derived position ids, so it pools exactly like `RewardModel`.
+
+    Args:
+        classifier: an `AutoModelForSequenceClassification` model with a `score` layer.
+        reward_slot: which output is the scalar reward.
+    """
+
+    def __init__(self, classifier: nn.Module, reward_slot: int):
+        super().__init__()
+        self.classifier, self.reward_slot = classifier, reward_slot
+
+    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
+        body = getattr(self.classifier, self.classifier.base_model_prefix)
+        out = body(input_ids=input_ids, attention_mask=attention_mask.long(), position_ids=position_ids_from_mask(attention_mask), use_cache=False)
+        return self.classifier.score(gather_last(out.last_hidden_state, attention_mask))
+
+    def reward(self, outputs: Tensor) -> Tensor:
+        return outputs[:, self.reward_slot]

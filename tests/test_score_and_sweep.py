@@ -1,0 +1,86 @@
+"""`python -m rlhf.score` on every model format, and the ExPO command and α sweep."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlhf import expo, score
+from rlhf.export import export_adapter, export_hf
+from tests.test_reward_module import _args, _fit
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture(scope="module")
+def trained(tiny_llama_dir, synthetic_dir, tmp_path_factory):
+    """A stage-1 (mse) and a stage-2 (scaled BT, from stage 1) checkpoint of the tiny random Llama."""
+    root = tmp_path_factory.mktemp("score")
+    _fit(_args(tiny_llama_dir, synthetic_dir, root / "s1", "mse"))
+    _fit(_args(tiny_llama_dir, synthetic_dir, root / "s2", "scaled_bt", (f"--model.init_from={root / 's1' / 'checkpoint'}",)))
+    with torch.no_grad():  # make LoRA non-trivial so a missed merge or load would show
+        from rlhf.checkpoint import load_reward_model, save_trained, read_meta, trained_state_dict
+
+        model = load_reward_model(root / "s2" / "checkpoint")
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.2 * torch.randn_like(p))
+        meta = read_meta(root / "s2" / "checkpoint")
+        save_trained(root / "s2" / "checkpoint", trained_state_dict(model), meta, (root / "s2" / "checkpoint" / "config.yaml").read_text())
+    return root
+
+
+def _write(path, rows):
+    path.write_text("".join(json.dumps(r) + "\n" for r in rows))
+    return path
+
+
+def test_score_pairs_and_responses_on_every_format(trained, tmp_path):
+    ckpt = trained / "s2" / "checkpoint"
+    export_hf(ckpt, tmp_path / "hf")
+    export_adapter(ckpt, tmp_path / "adapter")
+    pairs = _write(tmp_path / "pairs.jsonl", [
+        {"prompt": "Tell me about the cat.", "chosen": "The cat is soft.", "rejected": "cat cat cat", "tag": 1},
+        {"prompt": "What is a dog like?", "chosen": "The dog runs fast.", "rejected": "fast runs dog the", "tag": 2},
+        {"prompt": "Tell me about the sun." * 30, "chosen": "It is hot.", "rejected": "It is cold.", "tag": 3},
+    ])
+    results = {}
+    for fmt in ("checkpoint", "hf", "adapter"):
+        model = ckpt if fmt == "checkpoint" else tmp_path / fmt
+        summary = score.main(["--model", str(model), "--input", str(pairs), "--output", str(tmp_path / f"{fmt}.jsonl"), "--batch-size", "2"])
+        assert summary["kind"] == "pairs" and summary["rows"] == 3 and summary["truncated"] == 1  # the long prompt
+        rows = [json.loads(line) for line in (tmp_path / f"{fmt}.jsonl").read_text().splitlines()]
+        assert [r["tag"] for r in rows] == [1, 2, 3] and [r["truncated"] for r in rows] == [False, False, True]
+        assert summary["accuracy"] == sum(r["score_chosen"] > r["score_rejected"] for r in rows) / 3
+        results[fmt] = torch.tensor([[r["score_chosen"], r["score_rejected"]] for r in rows])
+    torch.testing.assert_close(results["hf"], results["checkpoint"], atol=1e-5, rtol=0)
+    assert torch.equal(results["adapter"], results["checkpoint"])
+
+    responses = _write(tmp_path / "responses.jsonl", [{"prompt": "Tell me about the cat.", "response": "The cat is soft."}])
+    summary = score.main(["--model", str(ckpt), "--input", str(responses), "--output", str(tmp_path / "r.jsonl")])
+    row = json.loads((tmp_path / "r.jsonl").read_text())
+    assert summary["kind"] == "responses" and row["reward"] == pytest.approx(results["checkpoint"][0, 0].item(), abs=1e-6)
+    assert list(row["outputs"]) == ["helpfulness"]
+
+
+def test_score_rejects_mixed_rows(trained, tmp_path):
+    bad = _write(tmp_path / "mixed.jsonl", [{"prompt": "a", "chosen": "b", "rejected": "c"}, {"prompt": "a", "response": "b"}])
+    with pytest.raises(ValueError, match="line 2, field 'chosen'"):
+        score.main(["--model", str(trained / "s2" / "checkpoint"), "--input", str(bad), "--output", str(tmp_path / "o.jsonl")])
+
+
+def test_expo_command_and_sweep(trained, synthetic_dir, tmp_path):
+    weak, strong = str(trained / "s1" / "checkpoint"), str(trained / "s2" / "checkpoint")
+    expo.main(["--weak", weak, "--strong", strong, "--alpha", "0.0", "--out", str(tmp_path / "a0")])
+    a0 = score.load_scorer(tmp_path / "a0")[0]
+    s = score.load_scorer(strong)[0]
+    for (n1, p1), (n2, p2) in zip(a0.named_parameters(), s.named_parameters()):
+        assert n1 == n2 and torch.equal(p1, p2)  # alpha 0 is the strong model
+    rows = expo.main(["--weak", weak, "--strong", strong, "--out", str(tmp_path / "sweep"), "--sweep", "0", "0.5",
+                      "--val-pairs", f"{synthetic_dir}/preference_val.jsonl", "--rewardbench", str(REPO / "data/rewardbench/filtered.jsonl"), "--max-per-subset", "1"])
+    report = json.loads((tmp_path / "sweep" / "expo_sweep.json").read_text())
+    assert [r["alpha"] for r in rows] == [0.0, 0.5] and report["best_alpha"] in (0.0, 0.5)
+    assert {"validation/accuracy", "rewardbench/overall", "rewardbench/accuracy"} <= set(rows[0])
