@@ -3,7 +3,8 @@
 The typed `__init__` signatures of `RewardModelModule`, the data modules and the specs are the config schema.
 The tokenizer path is given once, linked from `model.backbone.name_or_path`. The trained-weights checkpoint
 (LoRA + head, safetensors) is always on, configurable under `checkpoint:`, and receives the resolved config.
-The REINFORCE entry point (`align_main`) is left for its own issue.
+`align_main` backs `align.py` (REINFORCE/RLOO policy training: `ReinforceModule` + `PromptDataModule`); there the
+checkpoint holds the policy's LoRA weights and the prompt tokenizer is linked from the policy backbone.
 """
 
 from __future__ import annotations
@@ -13,7 +14,9 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 
 from rlhf.checkpoint import TrainedWeightsCheckpoint
 from rlhf.data.datamodules import TokenizedDataModule
+from rlhf.data.prompts import PromptDataModule
 from rlhf.expo import ExpoCheckpoint
+from rlhf.reinforce_module import ReinforceModule
 from rlhf.reward_module import RewardModelModule
 
 
@@ -39,6 +42,26 @@ def reward_main(args: ArgsType = None, run: bool = True) -> RewardCLI:
         RewardModelModule,
         TokenizedDataModule,
         subclass_mode_data=True,
+        save_config_callback=ConfigToCheckpoint,
+        save_config_kwargs={"overwrite": True},
+        trainer_defaults={"enable_checkpointing": False},
+        auto_configure_optimizers=False,
+        args=args,
+        run=run,
+    )
+
+
+class AlignCLI(LightningCLI):
+    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
+        parser.add_lightning_class_args(TrainedWeightsCheckpoint, "checkpoint")
+        parser.link_arguments("model.backbone.name_or_path", "data.tokenizer")
+
+
+def align_main(args: ArgsType = None, run: bool = True) -> AlignCLI:
+    """Run the policy-training CLI (`python align.py fit --config configs/align/X.yaml`)."""
+    return AlignCLI(
+        ReinforceModule,
+        PromptDataModule,
         save_config_callback=ConfigToCheckpoint,
         save_config_kwargs={"overwrite": True},
         trainer_defaults={"enable_checkpointing": False},

@@ -105,14 +105,6 @@ def sweep(weak: str, strong: str, alphas: Sequence[float], pairs: dict[str, list
     return rows
 
 
-def _preference_pairs(path: str) -> list:
-    from rlhf.data.helpsteer2 import load_preference_pairs
-    from rlhf.eval.rewardbench_data import BenchPair
-
-    pairs, _ = load_preference_pairs(path)
-    return [BenchPair("validation", str(i), p.prompt, p.chosen, p.rejected) for i, p in enumerate(pairs)]
-
-
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m rlhf.expo", description="ExPO: write an extrapolated checkpoint, or sweep alpha.")
     p.add_argument("--weak", required=True, help="weak checkpoint (stage-1 regression RM)")
@@ -135,7 +127,9 @@ def main(argv: Sequence[str] | None = None) -> list[dict] | Path:
         return path
     pairs: dict[str, list] = {}
     if args.val_pairs:
-        pairs["validation"] = _preference_pairs(args.val_pairs)
+        from rlhf.eval.rewardbench_data import preference_file_pairs
+
+        pairs["validation"] = preference_file_pairs(args.val_pairs)
     if args.rewardbench:
         from rlhf.eval.rewardbench_data import load_pairs, select
 

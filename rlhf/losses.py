@@ -5,6 +5,7 @@
 - `margin_bradley_terry`: −log σ(r_c − r_r − m)          (Llama-2 margin BT, m used raw)
 - `scaled_bradley_terry`: −m · log σ(r_c − r_r)          (the paper's scaled BT; m outside the log-sigmoid)
 Pairwise losses average over pairs (not normalised by Σm). No logging, no config: tensors in, a tensor out.
+REINFORCE (spec §6.2): `kl_estimate` (k1 / abs / k3), `sequence_kl`, `reinforce_loss` (token mean of −log π · A).
 The distributional (mean-variance) objective lives with its own head and is left out here.
 """
 
@@ -61,3 +62,84 @@ PAIRWISE_LOSSES: dict[str, Callable[[Tensor, Tensor, Tensor], Tensor]] = {
     "margin_bt": margin_bradley_terry,
     "scaled_bt": scaled_bradley_terry,
 }
+
+
+# --- REINFORCE (spec §6.2): per-token KL estimators, their per-sequence aggregate and the policy-gradient loss ---
+
+KLEstimator = Literal["k1", "abs", "k3"]
+KLAggregate = Literal["mean", "sum"]
+
+
+def kl_estimate(logprobs: Tensor, ref_logprobs: Tensor, estimator: KLEstimator = "abs") -> Tensor:
+    """Per-token estimate of KL(π ‖ π_ref) from the log-probs of the sampled tokens (y ~ π).
+
+    - "k1": log π − log π_ref (unbiased, can be negative);
+    - "abs": |k1|, NeMo-Aligner's `use_absolute_kl` default (not an unbiased estimator);
+    - "k3": (ρ − 1) − log ρ with ρ = π_ref/π (non-negative, unbiased as a value).
+
+    Args:
+        logprobs: (N, R) log π(y_t) of the policy.
+        ref_logprobs: (N, R) log π_ref(y_t) of the reference.
+
+    Returns:
+        (N, R) per-token estimates; positions outside the response are meaningless (mask them).
+    """
+    k1 = logprobs - ref_logprobs
+    if estimator == "k1":
+        return k1
+    if estimator == "abs":
+        return k1.abs()
+    if estimator == "k3":
+        log_ratio = -k1  # log(π_ref / π)
+        return torch.expm1(log_ratio) - log_ratio
+    raise ValueError(f"unknown KL estimator {estimator!r}; expected 'k1', 'abs' or 'k3'")
+
+
+def masked_sum(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Σ values over True mask entries (all of them, or along `dim`); masked-out values may be anything finite."""
+    kept = torch.where(mask, values, torch.zeros_like(values))
+    return kept.sum() if dim is None else kept.sum(dim=dim)
+
+
+def masked_mean(values: Tensor, mask: Tensor, dim: int | None = None) -> Tensor:
+    """Mean of values over True mask entries (all of them, or along `dim`); an empty row gives 0, not NaN."""
+    count = mask.sum() if dim is None else mask.sum(dim=dim)
+    return masked_sum(values, mask, dim) / count.clamp(min=1)
+
+
+def sequence_kl(
+    logprobs: Tensor, ref_logprobs: Tensor, response_mask: Tensor, estimator: KLEstimator = "abs", aggregate: KLAggregate = "mean"
+) -> Tensor:
+    """Per-sequence KL: the token estimates of `kl_estimate` averaged ("mean", NeMo) or summed over response tokens.
+
+    Args:
+        logprobs, ref_logprobs: (N, R) log-probs of the sampled tokens.
+        response_mask: (N, R) bool, True on response tokens (through the first EOS).
+
+    Returns:
+        (N,) KL_i. A token mean keeps β's effect independent of length; a sum makes long responses pay more.
+    """
+    per_token = kl_estimate(logprobs, ref_logprobs, estimator)
+    if aggregate == "mean":
+        return masked_mean(per_token, response_mask, dim=1)
+    if aggregate == "sum":
+        return masked_sum(per_token, response_mask, dim=1)
+    raise ValueError(f"unknown KL aggregate {aggregate!r}; expected 'mean' or 'sum'")
+
+
+def reinforce_loss(logprobs: Tensor, advantages: Tensor, response_mask: Tensor) -> Tensor:
+    """REINFORCE loss: the global token mean of −log π(y_t) · A_i over every response token of the batch.
+
+    Every counted token weighs the same (NeMo's masked_mean over the micro-batch), so a long response contributes
+    more terms than a short one; a sample whose advantage is 0 still counts in the denominator.
+
+    Args:
+        logprobs: (N, R) log π(y_t), with grad.
+        advantages: (N,) A_i, treated as constants (detached).
+        response_mask: (N, R) bool.
+
+    Returns:
+        Scalar Σ_{i,t} m_it · (−log π(y_it) · A_i) / Σ m_it.
+    """
+    per_token = -logprobs * advantages.detach().unsqueeze(1)
+    return masked_mean(per_token, response_mask)

@@ -47,9 +47,12 @@ def plot_loss_curves(runs: dict[str, Path], out: str | Path) -> Path:
 def plot_margin_histograms(margins: dict[str, list[float]], out: str | Path) -> Path:
     """Histogram of r(chosen) − r(rejected) on validation pairs for each model; right of 0 is correct."""
     fig, ax = plt.subplots(figsize=(7, 4))
+    everything = [v for values in margins.values() for v in values]
+    lo, hi = min(everything, default=-1.0), max(everything, default=1.0)
+    bins = [lo + (hi - lo) * i / 40 for i in range(41)] if hi > lo else 40  # shared bins, so models compare
     for label, values in margins.items():
         accuracy = sum(v > 0 for v in values) / max(len(values), 1)
-        ax.hist(values, bins=30, alpha=0.5, label=f"{label} (acc {accuracy:.1%})")
+        ax.hist(values, bins=bins, histtype="step", linewidth=1.6, label=f"{label} (acc {accuracy:.1%})")
     ax.axvline(0.0, color="black", linewidth=1)
     ax.set_xlabel("r(chosen) − r(rejected) on validation pairs")
     ax.set_ylabel("pairs")

@@ -104,3 +104,52 @@ class RatingBatch:
 
     def to(self, device: torch.device | str, **kwargs: object) -> RatingBatch:
         return _move(self, device, **kwargs)
+
+
+@dataclass(frozen=True)
+class PromptBatch:
+    """B prompts rendered up to the start of the assistant turn, left-padded so generation continues every row.
+
+    Attributes:
+        input_ids: (B, P) long, left-padded.
+        attention_mask: (B, P) bool, True on real prompt tokens.
+        prompts: B raw prompt texts (before templating), re-rendered in the reward model's own template.
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    prompts: tuple[str, ...]
+
+    def to(self, device: torch.device | str, **kwargs: object) -> PromptBatch:
+        return _move(self, device, **kwargs)
+
+
+@dataclass(frozen=True)
+class Rollout:
+    """N = B·K sampled responses; rows [i·K, (i+1)·K) are the K samples of prompt i.
+
+    Attributes:
+        sequences: (N, P + R) long, the left-padded prompt followed by the response (padding after it ends).
+        attention_mask: (N, P + R) bool, real prompt tokens and response tokens through the first EOS.
+        response_mask: (N, R) bool, response tokens through the first EOS inclusive (all R if it did not end).
+        ended: (N,) bool, True where the response contains EOS.
+        scores: (N,) float32 reward of the decoded (prompt, response) text, never read at a padding position.
+        prompts: N raw prompt texts (each repeated K times).
+        responses: N decoded responses, without the EOS token.
+    """
+
+    sequences: Tensor
+    attention_mask: Tensor
+    response_mask: Tensor
+    ended: Tensor
+    scores: Tensor
+    prompts: tuple[str, ...]
+    responses: tuple[str, ...]
+
+    @property
+    def prompt_length(self) -> int:
+        """P: the column where every response starts."""
+        return self.sequences.shape[1] - self.response_mask.shape[1]
+
+    def to(self, device: torch.device | str, **kwargs: object) -> Rollout:
+        return _move(self, device, **kwargs)

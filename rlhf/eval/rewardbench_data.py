@@ -138,3 +138,11 @@ def write_scores(path: str | Path, pairs: Sequence[BenchPair], chosen: Sequence[
         for p, c, r, t in zip(pairs, chosen, rejected, truncated, strict=True):
             f.write(json.dumps({"id": p.id, "subset": p.subset, "score_chosen": c, "score_rejected": r, "truncated": bool(t)}) + "\n")
     return path
+
+
+def preference_file_pairs(path: str | Path, subset: str = "validation") -> list[BenchPair]:
+    """HelpSteer2-Preference rows (kept pairs only) as comparisons, e.g. to score a validation split like RewardBench."""
+    from rlhf.data.helpsteer2 import load_preference_pairs
+
+    pairs, _ = load_preference_pairs(path)
+    return [BenchPair(subset, str(i), p.prompt, p.chosen, p.rejected) for i, p in enumerate(pairs)]

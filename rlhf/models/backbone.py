@@ -9,6 +9,8 @@ non-reentrant kind, which works with frozen embeddings and LoRA. Reward models t
 from __future__ import annotations
 
 import importlib.util
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Literal
 
@@ -196,3 +198,17 @@ def load_sequence_classifier(directory: str) -> nn.Module:
     from transformers import AutoModelForSequenceClassification
 
     return AutoModelForSequenceClassification.from_pretrained(directory, dtype=torch.float32).eval()
+
+
+@contextmanager
+def adapter_disabled(model: nn.Module) -> Iterator[nn.Module]:
+    """Inside the block the peft model computes the frozen base model: the reference policy, with no second copy.
+
+    Raises ValueError for a model without a LoRA adapter (then there is no policy/reference distinction).
+    """
+    from peft import PeftModel
+
+    if not isinstance(model, PeftModel):
+        raise ValueError("adapter_disabled: the model has no LoRA adapter to disable")
+    with model.disable_adapter():
+        yield model

@@ -1,0 +1,5 @@
+"""Policy training with REINFORCE/RLOO: `python align.py fit --config configs/align/<run>.yaml` (LightningCLI)."""
+from rlhf.cli import align_main
+
+if __name__ == "__main__":
+    align_main()
