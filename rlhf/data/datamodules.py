@@ -74,6 +74,25 @@ class TokenizedDataModule(LightningDataModule):
         fn = partial(collate, pad_id=self.pad_id, side=self.loader.padding_side)
         return DataLoader(items, batch_size=batch_size, shuffle=shuffle, collate_fn=fn, num_workers=self.loader.num_workers)
 
+    def _load_split(self, encoder: Encoder, split: Literal["train", "val"]) -> list:
+        """Read, parse, encode and report one split (subclasses)."""
+        raise NotImplementedError
+
+    def _extra_val(self, encoder: Encoder) -> None:
+        """Add further validation sets after the main one (subclasses may)."""
+
+    def setup(self, stage: str) -> None:
+        if self._collate_fns and (self._train or stage != "fit"):
+            return
+        encoder = self._encoder()
+        if stage == "fit":
+            self._train = self._load_split(encoder, "train")
+        self._val, self._collate_fns = [self._load_split(encoder, "val")], [self.collate]
+        self._extra_val(encoder)
+
+    def _policy(self, split: str) -> str:
+        return self.overlength if split == "train" else "truncate"  # evaluation never drops
+
     def train_dataloader(self) -> DataLoader:
         return self._loader(self._train, self._collate_fns[0], self.loader.batch_size, self.loader.shuffle)
 
@@ -128,20 +147,14 @@ class PreferenceDataModule(TokenizedDataModule):
             raise ValueError(f"PreferenceDataModule: {split}_path is not set and no hub_id is given")
         return path
 
-    def setup(self, stage: str) -> None:
-        if self._collate_fns and (self._train or stage != "fit"):
-            return
-        encoder = self._encoder()
-        for split in (["train"] if stage == "fit" else []) + ["val"]:
-            pairs, load_stats = helpsteer2.load_preference_pairs(self._source(split), on_bad_row=self.on_bad_row)
-            stats = EncodeStats()
-            encoded = _encode_pairs(encoder, pairs, self.overlength if split == "train" else "truncate", stats)
-            self._report(f"preference/{split}", stats, load_stats.summary())
-            if split == "train":
-                self._train = encoded
-            else:
-                self._val = [encoded]
-        self._collate_fns = [collate_preferences]
+    collate = staticmethod(collate_preferences)
+
+    def _load_split(self, encoder: Encoder, split: Literal["train", "val"]) -> list[EncodedPair]:
+        pairs, load_stats = helpsteer2.load_preference_pairs(self._source(split), on_bad_row=self.on_bad_row)
+        stats = EncodeStats()
+        encoded = _encode_pairs(encoder, pairs, self._policy(split), stats)
+        self._report(f"preference/{split}", stats, load_stats.summary())
+        return encoded
 
 
 class RatingDataModule(TokenizedDataModule):
@@ -174,23 +187,20 @@ class RatingDataModule(TokenizedDataModule):
             raise ValueError(f"RatingDataModule: {split}_path is not set and no hub_id is given")
         return path
 
-    def setup(self, stage: str) -> None:
-        if self._collate_fns and (self._train or stage != "fit"):
+    collate = staticmethod(collate_ratings)
+
+    def _load_split(self, encoder: Encoder, split: Literal["train", "val"]) -> list[EncodedRating]:
+        rows, load_stats = helpsteer2.load_rating_examples(self._source(split), self.helpfulness_only, on_bad_row=self.on_bad_row)
+        stats = EncodeStats()
+        encoded = _encode_ratings(encoder, rows, self._policy(split), stats)
+        self._report(f"ratings/{split}", stats, load_stats.summary())
+        return encoded
+
+    def _extra_val(self, encoder: Encoder) -> None:
+        if not self.val_pairs_path:
             return
-        encoder = self._encoder()
-        for split in (["train"] if stage == "fit" else []) + ["val"]:
-            rows, load_stats = helpsteer2.load_rating_examples(self._source(split), self.helpfulness_only, on_bad_row=self.on_bad_row)
-            stats = EncodeStats()
-            encoded = _encode_ratings(encoder, rows, self.overlength if split == "train" else "truncate", stats)
-            self._report(f"ratings/{split}", stats, load_stats.summary())
-            if split == "train":
-                self._train = encoded
-            else:
-                self._val = [encoded]
-        self._collate_fns = [collate_ratings]
-        if self.val_pairs_path:
-            pairs, load_stats = helpsteer2.load_preference_pairs(self.val_pairs_path, on_bad_row=self.on_bad_row)
-            stats = EncodeStats()
-            self._val.append(_encode_pairs(encoder, pairs, "truncate", stats))
-            self._report("preference/val", stats, load_stats.summary())
-            self._collate_fns.append(collate_preferences)
+        pairs, load_stats = helpsteer2.load_preference_pairs(self.val_pairs_path, on_bad_row=self.on_bad_row)
+        stats = EncodeStats()
+        self._val.append(_encode_pairs(encoder, pairs, "truncate", stats))
+        self._report("preference/val", stats, load_stats.summary())
+        self._collate_fns.append(collate_preferences)
