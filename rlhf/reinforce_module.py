@@ -90,8 +90,8 @@ class ReinforceModule(LightningModule):
         self.tokenizer = load_tokenizer(self.backbone_spec.name_or_path)
         self.eos_ids = eos_token_ids(self.model, self.tokenizer)
         self.reward.build()
-        self.reward.requires_grad_(False)
-        self.model.train()  # from_pretrained returns eval mode; Lightning switches modes from here on
+        self.reward.requires_grad_(False).train()  # frozen; its score() runs in eval mode and restores this flag
+        self.model.train()  # from_pretrained returns eval mode; generation and the reference pass switch to eval
         if self.backbone_spec.lora.dropout > 0:
             rank_zero_warn("LoRA dropout > 0: the KL penalty then uses log-probs of a dropout-perturbed policy")
 

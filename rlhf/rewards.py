@@ -18,7 +18,11 @@ from rlhf.data.encode import EncodeStats, Encoder
 
 
 class RewardSource(nn.Module):
-    """Scores decoded responses. Subclasses implement `score`; `build` loads weights (called once, idempotent)."""
+    """Scores decoded responses. Subclasses implement `score`; `build` loads weights (called once, idempotent).
+
+    `score` must run any network in eval mode (no dropout) whatever the module's train flag: the trainer keeps the
+    whole LightningModule, this source included, in train mode.
+    """
 
     def build(self) -> None:
         """Load whatever the source needs; parsing a config must not load weights, so this is separate."""

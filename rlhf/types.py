@@ -1,7 +1,8 @@
 """Typed examples and batches that flow from the data modules into the models.
 
 Text-level examples (`PreferencePair`, `RatingExample`) come out of `rlhf.data.helpsteer2`; tensor batches
-(`PreferenceBatch`, `RatingBatch`) come out of `rlhf.data.collate`. Every mask is a bool tensor where True means
+(`PreferenceBatch`, `RatingBatch`) come out of `rlhf.data.collate`; for REINFORCE, `PromptBatch` comes out of
+`rlhf.data.prompts` and `Rollout` out of `rlhf.rollout`. Every mask is a bool tensor where True means
 "this position counts". Batches are frozen; `.to(device)` returns a moved copy, which is also how Lightning
 transfers them (it treats any object with a `.to` method as transferable).
 """
