@@ -117,7 +117,7 @@ def run_align_demo(out_dir: str | Path = "runs/demo/align", config: str = CONFIG
     return results
 
 
-def _print(results: dict[str, Any]) -> None:
+def print_results(results: dict[str, Any]) -> None:
     b, a = results["before"], results["after"]
     print(f"\nREINFORCE/RLOO, {results['steps']} steps; held-out RM score {b['score']:.3f} -> {a['score']:.3f}, "
           f"KL (|k1| mean) {b['kl_abs']:.3f} -> {a['kl_abs']:.3f}; seconds/step {results['seconds_per_step']}")
@@ -129,4 +129,4 @@ def _print(results: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    _print(run_align_demo(*sys.argv[1:2]))
+    print_results(run_align_demo(*sys.argv[1:2]))

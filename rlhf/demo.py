@@ -6,6 +6,7 @@ checkpoint), then scores the validation pairs with each model and a per-subset s
 2,985 pairs take minutes per model on CPU: `python -m rlhf.rewardbench` runs them), and writes PNG plots, a
 RewardBench table in the paper's layout and a results JSON under runs/demo/. The tiny model reads 256 characters,
 so most RewardBench pairs are truncated (reported): its RewardBench numbers show the pipeline, not a good RM.
+Last, REINFORCE with an RLOO baseline aligns the tiny policy against the stage-2 RM for a short run (`rlhf.align_demo`).
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ import shutil
 import time
 from pathlib import Path
 
+from rlhf.align_demo import print_results, run_align_demo
 from rlhf.cli import reward_main
 from rlhf.data.synthetic import generate
 from rlhf.eval.report import markdown_table, write_report
@@ -76,7 +78,14 @@ def main() -> None:
     print(f"\nRewardBench, {REWARDBENCH_PER_SUBSET} pairs per subset (full set: python -m rlhf.rewardbench --checkpoint DIR):\n{markdown_table(results)}")
     print(f"Results: {OUT / 'results.json'}\nPlots:   {curves}\n         {hist}\n         {report['png']}\nTables:  {report['md']}")
     print(f"Checkpoints (LoRA + head, safetensors, with config.yaml): {', '.join(str(p) for p in CHECKPOINTS.values())}")
-    print(f"wandb (offline) runs: {OUT}/stage*/wandb  (wandb sync <dir> to upload)\nDone in {summary['wall_seconds']} s.")
+    print(f"wandb (offline) runs: {OUT}/stage*/wandb  (wandb sync <dir> to upload)")
+    print("\n=== REINFORCE/RLOO: python align.py fit --config configs/align/demo_tiny.yaml")
+    align = run_align_demo(OUT / "align")
+    print_results(align)
+    summary["align"] = {k: align[k] for k in ("steps", "before", "after", "seconds_per_step", "plot")}
+    summary["wall_seconds"] = round(time.perf_counter() - start, 1)
+    (OUT / "results.json").write_text(json.dumps(summary, indent=2))
+    print(f"\nDone in {summary['wall_seconds']} s. Summary: {OUT / 'results.json'}")
 
 
 if __name__ == "__main__":
