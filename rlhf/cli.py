@@ -30,42 +30,38 @@ class ConfigToCheckpoint(SaveConfigCallback):
                 cb.config_yaml = text
 
 
-class RewardCLI(LightningCLI):
+class _RLHFCLI(LightningCLI):
+    """Adds the always-on trained-weights checkpoint and links the tokenizer to `model.backbone.name_or_path`."""
+
+    tokenizer_key = "data.init_args.tokenizer"  # where the data module takes the tokenizer path
+
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(TrainedWeightsCheckpoint, "checkpoint")
-        parser.link_arguments("model.backbone.name_or_path", "data.init_args.tokenizer")
+        parser.link_arguments("model.backbone.name_or_path", self.tokenizer_key)
+
+
+class RewardCLI(_RLHFCLI):
+    tokenizer_key = "data.init_args.tokenizer"  # data modules are chosen by class_path
+
+
+class AlignCLI(_RLHFCLI):
+    tokenizer_key = "data.tokenizer"  # one prompt data module
+
+
+def _shared_settings() -> dict:
+    return {
+        "save_config_callback": ConfigToCheckpoint,
+        "save_config_kwargs": {"overwrite": True},
+        "trainer_defaults": {"enable_checkpointing": False},
+        "auto_configure_optimizers": False,
+    }
 
 
 def reward_main(args: ArgsType = None, run: bool = True) -> RewardCLI:
     """Run the reward-model CLI (`python train.py fit --config configs/reward/X.yaml`)."""
-    return RewardCLI(
-        RewardModelModule,
-        TokenizedDataModule,
-        subclass_mode_data=True,
-        save_config_callback=ConfigToCheckpoint,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"enable_checkpointing": False},
-        auto_configure_optimizers=False,
-        args=args,
-        run=run,
-    )
-
-
-class AlignCLI(LightningCLI):
-    def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
-        parser.add_lightning_class_args(TrainedWeightsCheckpoint, "checkpoint")
-        parser.link_arguments("model.backbone.name_or_path", "data.tokenizer")
+    return RewardCLI(RewardModelModule, TokenizedDataModule, subclass_mode_data=True, args=args, run=run, **_shared_settings())
 
 
 def align_main(args: ArgsType = None, run: bool = True) -> AlignCLI:
     """Run the policy-training CLI (`python align.py fit --config configs/align/X.yaml`)."""
-    return AlignCLI(
-        ReinforceModule,
-        PromptDataModule,
-        save_config_callback=ConfigToCheckpoint,
-        save_config_kwargs={"overwrite": True},
-        trainer_defaults={"enable_checkpointing": False},
-        auto_configure_optimizers=False,
-        args=args,
-        run=run,
-    )
+    return AlignCLI(ReinforceModule, PromptDataModule, args=args, run=run, **_shared_settings())
