@@ -5,6 +5,7 @@ The tokenizer path is given once, linked from `model.backbone.name_or_path`. The
 (LoRA + head, safetensors) is always on, configurable under `checkpoint:`, and receives the resolved config.
 `align_main` backs `align.py` (REINFORCE/RLOO policy training: `ReinforceModule` + `PromptDataModule`); there the
 checkpoint holds the policy's LoRA weights and the prompt tokenizer is linked from the policy backbone.
+`dpo_main` backs `dpo.py` (offline DPO: `DPOModule` + `DPODataModule`), checkpointed and linked like align_main.
 """
 
 from __future__ import annotations
@@ -14,7 +15,9 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 
 from rlhf.checkpoint import TrainedWeightsCheckpoint
 from rlhf.data.datamodules import TokenizedDataModule
+from rlhf.data.dpo_data import DPODataModule
 from rlhf.data.prompts import PromptDataModule
+from rlhf.dpo_module import DPOModule
 from rlhf.expo import ExpoCheckpoint
 from rlhf.reinforce_module import ReinforceModule
 from rlhf.reward_module import RewardModelModule
@@ -48,6 +51,10 @@ class AlignCLI(_RLHFCLI):
     tokenizer_key = "data.tokenizer"  # one prompt data module
 
 
+class DPOCLI(_RLHFCLI):
+    tokenizer_key = "data.tokenizer"  # one pair data module
+
+
 def _shared_settings() -> dict:
     return {
         "save_config_callback": ConfigToCheckpoint,
@@ -65,3 +72,8 @@ def reward_main(args: ArgsType = None, run: bool = True) -> RewardCLI:
 def align_main(args: ArgsType = None, run: bool = True) -> AlignCLI:
     """Run the policy-training CLI (`python align.py fit --config configs/align/X.yaml`)."""
     return AlignCLI(ReinforceModule, PromptDataModule, args=args, run=run, **_shared_settings())
+
+
+def dpo_main(args: ArgsType = None, run: bool = True) -> DPOCLI:
+    """Run the offline DPO CLI (`python dpo.py fit --config configs/dpo/X.yaml`)."""
+    return DPOCLI(DPOModule, DPODataModule, args=args, run=run, **_shared_settings())

@@ -6,6 +6,7 @@
 - `scaled_bradley_terry`: −m · log σ(r_c − r_r)          (the paper's scaled BT; m outside the log-sigmoid)
 Pairwise losses average over pairs (not normalised by Σm). No logging, no config: tensors in, a tensor out.
 REINFORCE (spec §6.2): `kl_estimate` (k1 / abs / k3), `sequence_kl`, `reinforce_loss` (token mean of −log π · A).
+DPO (spec §3.8): `dpo_delta` Δ and `dpo` / `margin_dpo` / `scaled_dpo`, the BT losses applied to Δ.
 The distributional (mean-variance) objective lives with its own head and is left out here.
 """
 
@@ -143,3 +144,31 @@ def reinforce_loss(logprobs: Tensor, advantages: Tensor, response_mask: Tensor) 
     """
     per_token = -logprobs * advantages.detach().unsqueeze(1)
     return masked_mean(per_token, response_mask)
+
+
+# --- Offline DPO analogues (spec §3.8): the BT losses applied to the implicit reward difference Δ ---
+
+DPOLossName = Literal["dpo", "margin_dpo", "scaled_dpo"]
+
+
+def dpo_delta(policy_chosen: Tensor, policy_rejected: Tensor, ref_chosen: Tensor, ref_rejected: Tensor, beta: float) -> Tensor:
+    """Δ = β[(log πθ(y_c) − log πref(y_c)) − (log πθ(y_r) − log πref(y_r))]; every input (B,) summed response log-probs."""
+    return beta * ((policy_chosen - ref_chosen) - (policy_rejected - ref_rejected))
+
+
+def dpo(delta: Tensor, margin: Tensor) -> Tensor:
+    """Regular DPO: mean over pairs of −log σ(Δ). `margin` (B,) is accepted and ignored."""
+    return bradley_terry(delta, torch.zeros_like(delta), margin)
+
+
+def margin_dpo(delta: Tensor, margin: Tensor) -> Tensor:
+    """Margin DPO: mean over pairs of −log σ(Δ − m); delta and margin (B,)."""
+    return margin_bradley_terry(delta, torch.zeros_like(delta), margin)
+
+
+def scaled_dpo(delta: Tensor, margin: Tensor) -> Tensor:
+    """Scaled DPO: mean over pairs of −m · log σ(Δ); delta and margin (B,)."""
+    return scaled_bradley_terry(delta, torch.zeros_like(delta), margin)
+
+
+DPO_LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"dpo": dpo, "margin_dpo": margin_dpo, "scaled_dpo": scaled_dpo}

@@ -2,7 +2,7 @@
 
 Text-level examples (`PreferencePair`, `RatingExample`) come out of `rlhf.data.helpsteer2`; tensor batches
 (`PreferenceBatch`, `RatingBatch`) come out of `rlhf.data.collate`; for REINFORCE, `PromptBatch` comes out of
-`rlhf.data.prompts` and `Rollout` out of `rlhf.rollout`. Every mask is a bool tensor where True means
+`rlhf.data.prompts` and `Rollout` out of `rlhf.rollout`; for DPO, `DPOBatch` out of `rlhf.data.dpo_data`. Every mask is a bool tensor where True means
 "this position counts". Batches are frozen; `.to(device)` returns a moved copy, which is also how Lightning
 transfers them (it treats any object with a `.to` method as transferable).
 """
@@ -153,4 +153,28 @@ class Rollout:
         return self.sequences.shape[1] - self.response_mask.shape[1]
 
     def to(self, device: torch.device | str, **kwargs: object) -> Rollout:
+        return _move(self, device, **kwargs)
+
+
+@dataclass(frozen=True)
+class DPOBatch:
+    """B preference pairs for DPO, chosen rows over rejected rows, with the response tokens marked.
+
+    Attributes:
+        input_ids: (2B, T) long, prompt (rendered up to the assistant turn) + response + EOS; rows [0, B) chosen.
+        attention_mask: (2B, T) bool, True on real tokens.
+        response_mask: (2B, T) bool, True on response tokens (EOS included); prompt and padding are False.
+        margin: (B,) float32, m = |preference strength| of each pair.
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    response_mask: Tensor
+    margin: Tensor
+
+    @property
+    def num_pairs(self) -> int:
+        return self.margin.shape[0]
+
+    def to(self, device: torch.device | str, **kwargs: object) -> DPOBatch:
         return _move(self, device, **kwargs)

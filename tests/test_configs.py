@@ -20,7 +20,7 @@ CONFIGS = [c for c in ALL_CONFIGS if c.parts[1] in ("reward", "demo")]
 
 
 def test_every_config_belongs_to_an_entry_point():
-    assert {c.parts[1] for c in ALL_CONFIGS} <= {"reward", "demo", "align"}
+    assert {c.parts[1] for c in ALL_CONFIGS} <= {"reward", "demo", "align", "dpo"}
 
 
 def test_configs_exist():

@@ -1,0 +1,5 @@
+"""Offline DPO (regular / margin / scaled): `python dpo.py fit --config configs/dpo/<run>.yaml` (LightningCLI)."""
+from rlhf.cli import dpo_main
+
+if __name__ == "__main__":
+    dpo_main()
