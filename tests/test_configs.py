@@ -6,13 +6,12 @@ YAML under configs/.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import pytest
 
 from rlhf.cli import reward_main
+from tests.cli_output import printed_config
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_CONFIGS = sorted(p.relative_to(REPO) for p in (REPO / "configs").rglob("*.yaml"))
@@ -40,9 +39,5 @@ def test_config_parses_and_instantiates(config, monkeypatch):
 @pytest.mark.parametrize("config", CONFIGS, ids=[str(c) for c in CONFIGS])
 def test_print_config(config, monkeypatch):
     monkeypatch.chdir(REPO)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_info:
-        reward_main(["fit", "--config", str(config), "--print_config"])
-    assert exit_info.value.code in (0, None)
-    text = out.getvalue()
+    text = printed_config(reward_main, config)
     assert "model:" in text and "backbone:" in text and "data:" in text and "seed_everything:" in text

@@ -7,13 +7,12 @@ the strategy's init_args included) instead of run=False instantiation.
 
 from __future__ import annotations
 
-import contextlib
-import io
 from pathlib import Path
 
 import pytest
 
 from rlhf.cli import dpo_main
+from tests.cli_output import printed_config
 
 REPO = Path(__file__).resolve().parents[1]
 CONFIGS = sorted(p.relative_to(REPO) for p in (REPO / "configs" / "dpo").glob("*.yaml"))
@@ -36,11 +35,7 @@ def test_dpo_config_instantiates_without_loading_weights(config, monkeypatch):
 @pytest.mark.parametrize("config", CONFIGS, ids=str)
 def test_dpo_print_config(config, monkeypatch):
     monkeypatch.chdir(REPO)
-    out = io.StringIO()
-    with contextlib.redirect_stdout(out), pytest.raises(SystemExit) as exit_info:
-        dpo_main(["fit", "--config", str(config), "--print_config"])
-    assert exit_info.value.code in (0, None)
-    text = out.getvalue()
+    text = printed_config(dpo_main, config)
     for key in ("model:", "backbone:", "loss: dpo", "beta: 0.1", "data:", "seed_everything:"):
         assert key in text
     if config.name in GPU_ONLY:
