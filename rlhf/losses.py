@@ -7,7 +7,7 @@
 Pairwise losses average over pairs (not normalised by Σm). No logging, no config: tensors in, a tensor out.
 REINFORCE (spec §6.2): `kl_estimate` (k1 / abs / k3), `sequence_kl`, `reinforce_loss` (token mean of −log π · A).
 DPO (spec §3.8): `dpo_delta` Δ and `dpo` / `margin_dpo` / `scaled_dpo`, the BT losses applied to Δ.
-The distributional (mean-variance) objective lives with its own head and is left out here.
+Mean-variance RM (spec §7.2): `interval_probabilities`, `mean_var_kl_loss`, `mean_var_nll_loss` (5-class interval CDF).
 """
 
 from __future__ import annotations
@@ -172,3 +172,84 @@ def scaled_dpo(delta: Tensor, margin: Tensor) -> Tensor:
 
 
 DPO_LOSSES: dict[str, Callable[[Tensor, Tensor], Tensor]] = {"dpo": dpo, "margin_dpo": margin_dpo, "scaled_dpo": scaled_dpo}
+
+
+# --- Distributional (mean-variance) RM of "Diverging Preferences" (spec §7.2): 5-class interval-CDF objectives ---
+
+DEFAULT_EDGES: tuple[float, ...] = (-1.5, -0.5, 0.5, 1.5)
+"""Inner interval edges on d = r_A − r_B; with ±∞ appended they bound the 5 classes of `interval_probabilities`."""
+
+MEAN_VAR_CLASSES: tuple[str, ...] = ("b_significant", "b_slight", "tie", "a_slight", "a_significant")
+"""Class order, ascending in d = μ_A − μ_B: index 0 = "B significantly better" … index 4 = "A significantly better"."""
+
+
+def pair_sd(sigma_a: Tensor, sigma_b: Tensor, rho: Tensor | float = 0.0, eps: float = 1e-6) -> Tensor:
+    """sd of r_A − r_B: sqrt(σ_A² + σ_B² − 2ρσ_Aσ_B), the variance clamped at `eps` (ρ → 1 with σ_A = σ_B gives 0).
+
+    `rho` is a float or a tensor already in (−1, 1), e.g. tanh of a learned raw scalar.
+    """
+    var = sigma_a**2 + sigma_b**2 - 2 * rho * sigma_a * sigma_b
+    return var.clamp(min=eps).sqrt()
+
+
+def interval_probabilities(mu_diff: Tensor, sd: Tensor, edges: tuple[float, ...] = DEFAULT_EDGES) -> Tensor:
+    """Class probabilities of d ~ N(mu_diff, sd²) over the intervals (−∞, e_0), [e_0, e_1), …, [e_{K-2}, ∞).
+
+    Orientation: mu_diff = μ_A − μ_B, so class 0 is "B significantly better" and the last class "A significantly
+    better" (`MEAN_VAR_CLASSES`). For (chosen, rejected) pass A = chosen; for HelpSteer2 rows pass A = response_1,
+    B = response_2 (strength −3 → class 4, see `rlhf.data.disagreement`).
+
+    Args:
+        mu_diff: (B,) μ_A − μ_B.
+        sd: (B,) positive sd of the difference (see `pair_sd`).
+        edges: ascending inner edges (default ±0.5, ±1.5 → 5 classes).
+
+    Returns:
+        (B, len(edges) + 1) probabilities; each row sums to 1.
+    """
+    inner = torch.tensor(edges, dtype=mu_diff.dtype, device=mu_diff.device)
+    normal = torch.distributions.Normal(mu_diff.unsqueeze(-1), sd.unsqueeze(-1))
+    cdf = normal.cdf(inner.expand(mu_diff.shape[0], -1))
+    zeros, ones = torch.zeros_like(cdf[:, :1]), torch.ones_like(cdf[:, :1])
+    cdf = torch.cat([zeros, cdf, ones], dim=-1)
+    return cdf[:, 1:] - cdf[:, :-1]
+
+
+def mean_var_kl_loss(
+    mu_a: Tensor,
+    sigma_a: Tensor,
+    mu_b: Tensor,
+    sigma_b: Tensor,
+    target_dist: Tensor,
+    rho: Tensor | float = 0.0,
+    edges: tuple[float, ...] = DEFAULT_EDGES,
+    eps: float = 1e-8,
+) -> Tensor:
+    """Mean over pairs of KL(q ‖ p) = Σ_k q_k (log(q_k + eps) − log(p_k + eps)), p from `interval_probabilities`.
+
+    Args:
+        mu_a, sigma_a, mu_b, sigma_b: (B,) means and (positive) sds of r_A and r_B.
+        target_dist: (B, K) the annotators' empirical class distribution q, in `MEAN_VAR_CLASSES` order.
+        rho: correlation of r_A and r_B, 0.0 or a tensor in (−1, 1) (e.g. tanh of a learned scalar).
+    """
+    p = interval_probabilities(mu_a - mu_b, pair_sd(sigma_a, sigma_b, rho), edges)
+    q = target_dist.to(p.dtype)
+    return (q * (torch.log(q + eps) - torch.log(p + eps))).sum(-1).mean()
+
+
+def mean_var_nll_loss(
+    mu_a: Tensor,
+    sigma_a: Tensor,
+    mu_b: Tensor,
+    sigma_b: Tensor,
+    target_dist: Tensor,
+    edges: tuple[float, ...] = DEFAULT_EDGES,
+    eps: float = 1e-8,
+) -> Tensor:
+    """Independent-NLL baseline: mean over pairs of −Σ_k q_k log(p_k + eps) with ρ fixed at 0.
+
+    This is −log P(annotator's class) averaged over the annotators (cross-entropy with the empirical q). It equals
+    the KL loss at ρ = 0 plus the entropy H(q), a constant in the parameters, so it is not 0 at a perfect fit.
+    """
+    p = interval_probabilities(mu_a - mu_b, pair_sd(sigma_a, sigma_b, 0.0), edges)
+    return -(target_dist.to(p.dtype) * torch.log(p + eps)).sum(-1).mean()

@@ -2,7 +2,8 @@
 
 `pairwise_accuracy` counts a pair as correct only when r(chosen) > r(rejected) strictly (ties are wrong, as in
 RewardBench); `pearson` is the sample correlation used for per-attribute regression quality. RewardBench section
-weighting is left to the evaluation code that owns the subset counts.
+weighting is left to the evaluation code that owns the subset counts. Divergence detection (spec §7.2-7.3):
+`auroc` (Mann–Whitney, ties averaged), `mean_var_divergence` and `scalar_divergence` (higher = more likely diverging).
 """
 
 from __future__ import annotations
@@ -26,3 +27,34 @@ def pearson(x: Tensor, y: Tensor) -> Tensor:
     if denom == 0:
         return torch.tensor(float("nan"))
     return ((xc * yc).sum() / denom).float()
+
+
+def auroc(scores: Tensor, labels: Tensor) -> Tensor:
+    """Area under the ROC curve by Mann–Whitney: P(score_pos > score_neg) + ½ P(tie), ranks of tied scores averaged.
+
+    Args:
+        scores: (N,) higher = more likely positive.
+        labels: (N,) bool or 0/1, positive = True/1.
+
+    Returns:
+        Scalar float; NaN when either class is empty.
+    """
+    s, y = scores.double().flatten(), labels.bool().flatten()
+    n_pos, n_neg = int(y.sum()), int((~y).sum())
+    if n_pos == 0 or n_neg == 0:
+        return torch.tensor(float("nan"))
+    _, inverse, counts = torch.unique(s, sorted=True, return_inverse=True, return_counts=True)
+    ends = counts.cumsum(0).double()  # 1-based rank of the last member of each tie group
+    avg_rank = (ends - (counts.double() - 1) / 2)[inverse]
+    u = avg_rank[y].sum() - n_pos * (n_pos + 1) / 2
+    return (u / (n_pos * n_neg)).float()
+
+
+def mean_var_divergence(mu_a: Tensor, sigma_a: Tensor, mu_b: Tensor, sigma_b: Tensor, lam: float) -> Tensor:
+    """−(|μ_A − μ_B| − λ(σ_A + σ_B)), all (B,): a small gap and wide sds score high (likely diverging)."""
+    return -((mu_a - mu_b).abs() - lam * (sigma_a + sigma_b))
+
+
+def scalar_divergence(r_a: Tensor, r_b: Tensor) -> Tensor:
+    """Scalar-RM baseline −|r_A − r_B|, (B,): a smaller reward gap scores higher."""
+    return -(r_a - r_b).abs()

@@ -4,7 +4,7 @@
 right padding and pad == eos (the pooling bug peers shipped). `RewardHead` is a linear layer on the final hidden
 state with `n_out` ∈ {1, 5, 9} outputs laid out as in NeMo-Aligner (9 = four OpenAssistant legacy slots, then the
 five HelpSteer2 attributes); the scalar reward is the helpfulness slot unless another is configured.
-The mean-variance (distributional) head is left out here.
+`MeanVarHead` (spec §7.2) gives μ and σ = softplus(·) + σ_min per response; it is not wired into the module yet.
 """
 
 from __future__ import annotations
@@ -75,6 +75,30 @@ class RewardHead(nn.Module):
     def forward(self, pooled: Tensor) -> Tensor:
         """(B, H) → (B, n_out), computed in the head's dtype."""
         return self.linear(pooled.to(self.linear.weight.dtype))
+
+
+class MeanVarHead(nn.Module):
+    """Distributional reward head: (B, H) → μ (B,) and σ = softplus(z) + `min_sigma` (B,), from one 2-output layer.
+
+    The σ row starts at zero weight and bias softplus⁻¹(1 − min_sigma), so every σ starts at 1; μ uses `init` as
+    `RewardHead` does. Pair with `rlhf.losses.mean_var_kl_loss`.
+    """
+
+    def __init__(self, hidden_size: int, init: Literal["stiennon", "zeros"] = "stiennon", min_sigma: float = 1e-3):
+        super().__init__()
+        self.min_sigma = min_sigma
+        self.linear = nn.Linear(hidden_size, 2, bias=True)
+        nn.init.zeros_(self.linear.weight)
+        if init == "stiennon":
+            nn.init.normal_(self.linear.weight[:1], std=1.0 / (hidden_size + 1) ** 0.5)
+        with torch.no_grad():
+            start = torch.tensor(1.0 - min_sigma)
+            self.linear.bias.copy_(torch.stack([torch.tensor(0.0), start + torch.log(-torch.expm1(-start))]))
+
+    def forward(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
+        """(B, H) → (μ, σ), each (B,), computed in the head's dtype."""
+        out = self.linear(pooled.to(self.linear.weight.dtype))
+        return out[:, 0], nn.functional.softplus(out[:, 1]) + self.min_sigma
 
 
 def attribute_slots(n_out: int) -> Tensor:
