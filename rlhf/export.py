@@ -39,6 +39,8 @@ def _rebuild(checkpoint_dir: str | Path, name_or_path: str | None, **overrides: 
     Returns the RM, the checkpoint's own BackboneSpec (with `name_or_path` if given) and its HeadSpec.
     """
     backbone_spec, head_spec = specs_from_meta(read_meta(checkpoint_dir))
+    if head_spec.kind != "linear":
+        raise ValueError(f"{checkpoint_dir}: export supports linear reward heads only, this checkpoint has a '{head_spec.kind}' head")
     if name_or_path is not None:
         backbone_spec = dataclasses.replace(backbone_spec, name_or_path=name_or_path)
     model = build_reward_model(dataclasses.replace(backbone_spec, gradient_checkpointing=False, **overrides), head_spec)

@@ -19,7 +19,7 @@ import torch.nn.functional as F
 from torch import Tensor
 
 PairwiseLossName = Literal["bt", "margin_bt", "scaled_bt"]
-LossName = Literal["mse", "bt", "margin_bt", "scaled_bt"]
+LossName = Literal["mse", "bt", "margin_bt", "scaled_bt", "mean_var"]
 
 
 def masked_mse(pred: Tensor, labels: Tensor, label_mask: Tensor) -> Tensor:

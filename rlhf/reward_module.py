@@ -4,6 +4,13 @@ Regression batches (`RatingBatch`) train `mse` on the head slots of the labelled
 (`PreferenceBatch`) train `bt` / `margin_bt` / `scaled_bt` on the reward slot, chosen and rejected in one forward
 pass. `init_from` loads a stage-1 checkpoint, head included, before training: the paper's two-stage recipe.
 Validation logs the loss, pairwise accuracy and mean margin on pairs, per-attribute MSE and Pearson on ratings.
+`mean_var` (spec §7) trains a mean-variance head (μ, σ per response) on `DisagreementBatch`es: the KL from the
+annotators' 5-class distribution to the interval-CDF probabilities (or the independent-NLL baseline), with ρ = 0 or
+a learned tanh(scalar). Its validation logs the loss, the accuracy of sign(μ_A − μ_B) against the sign of the
+target's expected strength (target ties left out), and divergence AUROCs: `val/divergence_auroc` with the
+configured λ, `val/divergence_auroc_scalar` (−|μ_A − μ_B|, the scalar-RM baseline) and
+`val/divergence_auroc_best` / `val/divergence_lambda_best`, λ tuned over `LAMBDA_GRID` ON THE SAME VALIDATION SPLIT
+(optimistic; report it as tuned, or pick λ here and set `mean_var.divergence_lambda` for a held-out split).
 The backbone is built in `configure_model`, so parsing a config never loads weights. ExPO and RewardBench live
 elsewhere.
 """
@@ -12,6 +19,8 @@ from __future__ import annotations
 
 import dataclasses
 from collections import defaultdict
+from dataclasses import dataclass
+from typing import Literal
 
 import torch
 from lightning.pytorch import LightningModule
@@ -19,12 +28,34 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
 from rlhf.checkpoint import load_trained, read_meta, specs_from_meta
-from rlhf.losses import PAIRWISE_LOSSES, LossName, masked_mse
-from rlhf.metrics import pairwise_accuracy, pearson
+from rlhf.losses import DEFAULT_EDGES, PAIRWISE_LOSSES, LossName, masked_mse, mean_var_kl_loss, mean_var_nll_loss
+from rlhf.metrics import auroc, mean_var_divergence, pairwise_accuracy, pearson, scalar_divergence
 from rlhf.models.backbone import BackboneSpec
 from rlhf.models.heads import HeadSpec, attribute_slots
 from rlhf.models.reward_model import RewardModel, build_reward_model
-from rlhf.types import HS2_ATTRIBUTES, PreferenceBatch, RatingBatch
+from rlhf.types import HS2_ATTRIBUTES, DisagreementBatch, PreferenceBatch, RatingBatch
+
+LAMBDA_GRID: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+"""λ values tried for `val/divergence_auroc_best` (tuned on the validation split itself)."""
+STRENGTH_OF_CLASS = (-2.0, -1.0, 0.0, 1.0, 2.0)
+"""A signed strength per `MEAN_VAR_CLASSES` class (positive = A better), for the target's expected strength."""
+
+
+@dataclass(frozen=True)
+class MeanVarSpec:
+    """Settings of the mean-variance RM (loss "mean_var", spec §7.2).
+
+    Args:
+        edges: ascending inner interval edges on r_A − r_B bounding the 5 classes.
+        rho: "zero" (independent rewards) or "learned" (ρ = tanh of a trained scalar, saved with the head).
+        divergence_lambda: λ of the divergence score |μ_A − μ_B| − λ(σ_A + σ_B) logged as val/divergence_auroc.
+        nll_baseline: train the independent-NLL baseline (cross-entropy, ρ = 0) instead of the KL loss.
+    """
+
+    edges: tuple[float, ...] = DEFAULT_EDGES
+    rho: Literal["zero", "learned"] = "zero"
+    divergence_lambda: float = 1.0
+    nll_baseline: bool = False
 
 
 class RewardModelModule(LightningModule):
@@ -32,8 +63,10 @@ class RewardModelModule(LightningModule):
 
     Args:
         backbone: which Llama, LoRA and quantisation.
-        loss: "mse" (SteerLM regression, needs a rating data module) or "bt" / "margin_bt" / "scaled_bt" (pairs).
-        head: head size, reward slot, bias and init.
+        loss: "mse" (SteerLM regression, needs a rating data module), "bt" / "margin_bt" / "scaled_bt" (pairs) or
+            "mean_var" (mean-variance head on annotator distributions, needs a DisagreementDataModule).
+        head: head size, reward slot, bias and init (kind is set from the loss).
+        mean_var: edges, ρ, λ and NLL baseline of loss "mean_var" (ignored otherwise).
         init_from: a checkpoint directory of this repo to start from, head included (two-stage recipe).
         optimizer: optimizer factory, e.g. AdamW with lr and weight decay.
         scheduler: learning-rate schedule factory, stepped every optimizer step; None keeps the lr constant.
@@ -44,13 +77,23 @@ class RewardModelModule(LightningModule):
         backbone: BackboneSpec,
         loss: LossName = "scaled_bt",
         head: HeadSpec = HeadSpec(),
+        mean_var: MeanVarSpec = MeanVarSpec(),
         init_from: str | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = None,
     ):
         super().__init__()
+        if loss == "mean_var":
+            if mean_var.rho == "learned" and mean_var.nll_baseline:
+                raise ValueError("mean_var.nll_baseline fixes ρ = 0; it cannot be combined with mean_var.rho=learned")
+            if list(mean_var.edges) != sorted(mean_var.edges) or len(mean_var.edges) != 4:
+                raise ValueError(f"mean_var.edges must be 4 ascending values (5 classes), got {mean_var.edges}")
+            head = dataclasses.replace(head, kind="mean_var", learned_rho=mean_var.rho == "learned")
+        elif head.kind != "linear":
+            raise ValueError(f"head.kind '{head.kind}' needs loss 'mean_var', not '{loss}'")
         head.resolved_slot()  # fail at parse time on a bad head size
         self.save_hyperparameters(ignore=["optimizer", "scheduler"])
+        self.mean_var = mean_var
         self.backbone_spec, self.loss, self.head_spec, self.init_from = backbone, loss, head, init_from
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.model: RewardModel | None = None
@@ -72,6 +115,7 @@ class RewardModelModule(LightningModule):
             "backbone": dataclasses.asdict(self.backbone_spec),
             "head": dataclasses.asdict(self.head_spec),
             "loss": self.loss,
+            **({"mean_var": dataclasses.asdict(self.mean_var)} if self.loss == "mean_var" else {}),
             "init_from": self.init_from,
         }
 
@@ -79,6 +123,20 @@ class RewardModelModule(LightningModule):
         rewards = self.model.reward(self.model(batch.input_ids, batch.attention_mask))  # (2B,)
         chosen, rejected = rewards.float().chunk(2)
         return chosen, rejected
+
+    def _mean_var(self, batch: DisagreementBatch) -> tuple[Tensor, Tensor, Tensor, Tensor]:
+        """μ_A, σ_A, μ_B, σ_B, each (B,), A = response_1 rows and B = response_2 rows of one forward pass."""
+        outputs = self.model(batch.input_ids, batch.attention_mask).float()
+        mu, sigma = self.model.reward(outputs), self.model.sigma(outputs)
+        mu_a, mu_b = mu.chunk(2)
+        sigma_a, sigma_b = sigma.chunk(2)
+        return mu_a, sigma_a, mu_b, sigma_b
+
+    def _mean_var_loss(self, mu_a: Tensor, sigma_a: Tensor, mu_b: Tensor, sigma_b: Tensor, target: Tensor) -> Tensor:
+        edges = tuple(self.mean_var.edges)
+        if self.mean_var.nll_baseline:
+            return mean_var_nll_loss(mu_a, sigma_a, mu_b, sigma_b, target, edges)
+        return mean_var_kl_loss(mu_a, sigma_a, mu_b, sigma_b, target, self.model.head.rho(), edges)
 
     def _regression(self, batch: RatingBatch) -> tuple[Tensor, Tensor, Tensor]:
         """Head outputs, labels and mask restricted to the attributes this head has: each (B, A')."""
@@ -90,7 +148,20 @@ class RewardModelModule(LightningModule):
         outputs = self.model(batch.input_ids, batch.attention_mask).float()
         return outputs[:, slots[present]], batch.labels[:, present], batch.label_mask[:, present]
 
-    def training_step(self, batch: PreferenceBatch | RatingBatch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: PreferenceBatch | RatingBatch | DisagreementBatch, batch_idx: int) -> Tensor:
+        if isinstance(batch, DisagreementBatch):
+            if self.loss != "mean_var":
+                raise TypeError(f"loss '{self.loss}' does not train on annotator distributions (DisagreementDataModule); use loss 'mean_var'")
+            mu_a, sigma_a, mu_b, sigma_b = self._mean_var(batch)
+            loss = self._mean_var_loss(mu_a, sigma_a, mu_b, sigma_b, batch.target)
+            stats = {"loss": loss, "sigma": torch.cat([sigma_a, sigma_b]).mean()}
+            if self.model.head.rho_raw is not None:
+                stats["rho"] = self.model.head.rho().detach()
+            self.log_dict({f"train/{k}": v for k, v in stats.items()}, prog_bar=True, batch_size=batch.num_pairs)
+            return loss
+        if self.loss == "mean_var":
+            raise TypeError("loss 'mean_var' trains on annotator distributions (DisagreementDataModule), but the data module gives "
+                            + ("ratings" if isinstance(batch, RatingBatch) else "preference pairs"))
         if isinstance(batch, RatingBatch):
             if self.loss != "mse":
                 raise TypeError(f"loss '{self.loss}' trains on preference pairs, but the data module gives ratings")
@@ -106,7 +177,15 @@ class RewardModelModule(LightningModule):
         self.log_dict({f"train/{k}": v for k, v in stats.items()}, prog_bar=True, batch_size=batch.num_pairs)
         return loss
 
-    def validation_step(self, batch: PreferenceBatch | RatingBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(self, batch: PreferenceBatch | RatingBatch | DisagreementBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+        if isinstance(batch, DisagreementBatch):
+            if self.loss != "mean_var":
+                raise TypeError(f"loss '{self.loss}' cannot validate on annotator distributions (DisagreementDataModule); use loss 'mean_var'")
+            for name, value in zip(("mu_a", "sigma_a", "mu_b", "sigma_b"), self._mean_var(batch)):
+                self._val[name].append(value.detach())
+            self._val["target"].append(batch.target)
+            self._val["diverging"].append(batch.diverging)
+            return
         if isinstance(batch, RatingBatch):
             pred, labels, mask = self._regression(batch)
             self._val["pred"].append(pred.detach())
@@ -124,13 +203,34 @@ class RewardModelModule(LightningModule):
             metrics.update(self._pair_metrics(*(torch.cat(self._val[k]) for k in ("chosen", "rejected", "margin"))))
         if self._val["pred"]:
             metrics.update(self._rating_metrics(*(torch.cat(self._val[k]) for k in ("pred", "labels", "label_mask"))))
+        if self._val["mu_a"]:
+            keys = ("mu_a", "sigma_a", "mu_b", "sigma_b", "target", "diverging")
+            metrics.update(self._mean_var_metrics(*(torch.cat(self._val[k]) for k in keys)))
         self._val.clear()
         self.log_dict(metrics, sync_dist=True)
 
     def _pair_metrics(self, chosen: Tensor, rejected: Tensor, margin: Tensor) -> dict[str, Tensor]:
         out = {"val/accuracy": pairwise_accuracy(chosen, rejected), "val/margin": (chosen - rejected).mean()}
-        if self.loss != "mse":
+        if self.loss in PAIRWISE_LOSSES:
             out["val/loss"] = PAIRWISE_LOSSES[self.loss](chosen, rejected, margin)
+        return out
+
+    def _mean_var_metrics(self, mu_a: Tensor, sigma_a: Tensor, mu_b: Tensor, sigma_b: Tensor, target: Tensor, diverging: Tensor) -> dict[str, Tensor]:
+        out = {"val/loss": self._mean_var_loss(mu_a, sigma_a, mu_b, sigma_b, target), "val/sigma": torch.cat([sigma_a, sigma_b]).mean()}
+        expected = target.float() @ torch.tensor(STRENGTH_OF_CLASS, device=target.device)  # > 0: A preferred on average
+        decided = expected != 0
+        if decided.any():
+            out["val/accuracy"] = (torch.sign(expected[decided]) == torch.sign(mu_a - mu_b)[decided]).float().mean()
+        labelled = diverging >= 0
+        if labelled.any():
+            a, sa, b, sb, y = mu_a[labelled], sigma_a[labelled], mu_b[labelled], sigma_b[labelled], diverging[labelled] == 1
+            out["val/divergence_auroc"] = auroc(mean_var_divergence(a, sa, b, sb, self.mean_var.divergence_lambda), y)
+            out["val/divergence_auroc_scalar"] = auroc(scalar_divergence(a, b), y)
+            tuned = [auroc(mean_var_divergence(a, sa, b, sb, lam), y) for lam in LAMBDA_GRID]
+            scores = torch.stack(tuned).nan_to_num(-1.0)
+            best = int(scores.argmax())
+            out["val/divergence_auroc_best"] = tuned[best]
+            out["val/divergence_lambda_best"] = torch.tensor(LAMBDA_GRID[best])
         return out
 
     def _rating_metrics(self, pred: Tensor, labels: Tensor, mask: Tensor) -> dict[str, Tensor]:

@@ -178,3 +178,27 @@ class DPOBatch:
 
     def to(self, device: torch.device | str, **kwargs: object) -> DPOBatch:
         return _move(self, device, **kwargs)
+
+
+@dataclass(frozen=True)
+class DisagreementBatch:
+    """B response pairs with every annotator's vote summarised; response_1 rows stacked over response_2 rows.
+
+    Attributes:
+        input_ids: (2B, T) long; rows [0, B) are response_1 (A), rows [B, 2B) the matching response_2 (B).
+        attention_mask: (2B, T) bool, True on real tokens (either padding side).
+        target: (B, 5) float32 empirical class distribution in `rlhf.losses.MEAN_VAR_CLASSES` order (sums to 1).
+        diverging: (B,) long, 1 = diverging, 0 = high-agreement, −1 = neither (left out of the divergence AUROC).
+    """
+
+    input_ids: Tensor
+    attention_mask: Tensor
+    target: Tensor
+    diverging: Tensor
+
+    @property
+    def num_pairs(self) -> int:
+        return self.target.shape[0]
+
+    def to(self, device: torch.device | str, **kwargs: object) -> DisagreementBatch:
+        return _move(self, device, **kwargs)

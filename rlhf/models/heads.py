@@ -4,7 +4,9 @@
 right padding and pad == eos (the pooling bug peers shipped). `RewardHead` is a linear layer on the final hidden
 state with `n_out` ∈ {1, 5, 9} outputs laid out as in NeMo-Aligner (9 = four OpenAssistant legacy slots, then the
 five HelpSteer2 attributes); the scalar reward is the helpfulness slot unless another is configured.
-`MeanVarHead` (spec §7.2) gives μ and σ = softplus(·) + σ_min per response; it is not wired into the module yet.
+`MeanVarHead` (spec §7.2) gives μ and σ = softplus(·) + σ_min per response (HeadSpec.kind = "mean_var"); inside a
+`RewardModel` it returns the raw (B, 2) [μ, z] outputs, μ is the reward and `sigma` maps z to σ. With
+`learned_rho` it also holds a raw scalar whose tanh is the correlation ρ of a pair's rewards.
 """
 
 from __future__ import annotations
@@ -84,9 +86,10 @@ class MeanVarHead(nn.Module):
     `RewardHead` does. Pair with `rlhf.losses.mean_var_kl_loss`.
     """
 
-    def __init__(self, hidden_size: int, init: Literal["stiennon", "zeros"] = "stiennon", min_sigma: float = 1e-3):
+    def __init__(self, hidden_size: int, init: Literal["stiennon", "zeros"] = "stiennon", min_sigma: float = 1e-3, learned_rho: bool = False):
         super().__init__()
         self.min_sigma = min_sigma
+        self.rho_raw = nn.Parameter(torch.zeros(())) if learned_rho else None  # ρ = tanh(rho_raw), starts at 0
         self.linear = nn.Linear(hidden_size, 2, bias=True)
         nn.init.zeros_(self.linear.weight)
         if init == "stiennon":
@@ -97,8 +100,20 @@ class MeanVarHead(nn.Module):
 
     def forward(self, pooled: Tensor) -> tuple[Tensor, Tensor]:
         """(B, H) → (μ, σ), each (B,), computed in the head's dtype."""
-        out = self.linear(pooled.to(self.linear.weight.dtype))
-        return out[:, 0], nn.functional.softplus(out[:, 1]) + self.min_sigma
+        out = self.raw(pooled)
+        return out[:, 0], self.sigma(out)
+
+    def raw(self, pooled: Tensor) -> Tensor:
+        """(B, H) → (B, 2) [μ, z], the layer's outputs before the softplus."""
+        return self.linear(pooled.to(self.linear.weight.dtype))
+
+    def sigma(self, raw: Tensor) -> Tensor:
+        """(B, 2) raw outputs → (B,) σ = softplus(z) + min_sigma."""
+        return nn.functional.softplus(raw[:, 1]) + self.min_sigma
+
+    def rho(self) -> Tensor | float:
+        """The pair correlation: tanh(rho_raw) if learned, else 0.0."""
+        return 0.0 if self.rho_raw is None else torch.tanh(self.rho_raw)
 
 
 def attribute_slots(n_out: int) -> Tensor:
@@ -117,14 +132,23 @@ class HeadSpec:
         bias: whether the head has a bias. Off by default: pairwise losses cannot train it, and a head without bias
             exports exactly to `AutoModelForSequenceClassification` (NeMo-Aligner's head has one).
         init: "stiennon" (N(0, 1/(H+1))) or "zeros".
+        kind: "linear" (`RewardHead`) or "mean_var" (`MeanVarHead`: μ is the reward, n_out stays 1, always a bias);
+            set by the module from its loss, stored in checkpoints (old ones without it load as "linear").
+        learned_rho: mean_var only: the head holds the learned correlation ρ (set from `MeanVarSpec.rho`).
     """
 
     n_out: int = 1
     reward_slot: int | None = None
     bias: bool = False
     init: Literal["stiennon", "zeros"] = "stiennon"
+    kind: Literal["linear", "mean_var"] = "linear"
+    learned_rho: bool = False
 
     def resolved_slot(self) -> int:
+        if self.kind == "mean_var":
+            if self.n_out != 1 or self.reward_slot not in (None, 0):
+                raise ValueError("a mean_var head has one reward output (μ): keep head.n_out=1 and reward_slot unset")
+            return 0
         if self.n_out not in HEAD_LAYOUTS:
             raise ValueError(f"head n_out must be one of {sorted(HEAD_LAYOUTS)}, got {self.n_out}")
         return HEAD_LAYOUTS[self.n_out].index("helpfulness") if self.reward_slot is None else self.reward_slot

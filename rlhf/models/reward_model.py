@@ -1,4 +1,4 @@
-"""RewardModel: a (LoRA-wrapped) Llama body, the hidden state at each row's last real token, a linear head.
+"""RewardModel: a (LoRA-wrapped) Llama body, the hidden state at each row's last real token, a linear or mean-variance head.
 
 Position ids are derived from `attention_mask` (cumsum − 1), so a left-padded row sees the same positions as the
 same row right-padded and gets the same reward. Chosen and rejected responses are scored in one forward pass by
@@ -10,7 +10,7 @@ from __future__ import annotations
 from torch import Tensor, nn
 
 from rlhf.models.backbone import BackboneSpec, hidden_size, load_backbone
-from rlhf.models.heads import HeadSpec, RewardHead, gather_last
+from rlhf.models.heads import HeadSpec, MeanVarHead, RewardHead, gather_last
 
 
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
@@ -28,7 +28,7 @@ class RewardModel(nn.Module):
         reward_slot: which head output is the scalar reward.
     """
 
-    def __init__(self, backbone: nn.Module, head: RewardHead, reward_slot: int):
+    def __init__(self, backbone: nn.Module, head: RewardHead | MeanVarHead, reward_slot: int):
         super().__init__()
         if not 0 <= reward_slot < head.linear.out_features:
             raise ValueError(f"reward_slot {reward_slot} is outside the head's {head.linear.out_features} outputs")
@@ -44,16 +44,28 @@ class RewardModel(nn.Module):
             position_ids=position_ids_from_mask(attention_mask),
             use_cache=False,
         )
-        return self.head(gather_last(out.last_hidden_state, attention_mask))
+        pooled = gather_last(out.last_hidden_state, attention_mask)
+        if isinstance(self.head, MeanVarHead):
+            return self.head.raw(pooled)  # (B, 2) [μ, z]; reward() is μ, sigma() is σ
+        return self.head(pooled)
 
     def reward(self, outputs: Tensor) -> Tensor:
-        """(B, n_out) head outputs → (B,) scalar rewards."""
+        """(B, n_out) head outputs → (B,) scalar rewards (μ for a mean-variance head)."""
         return outputs[:, self.reward_slot]
+
+    def sigma(self, outputs: Tensor) -> Tensor:
+        """(B, 2) outputs of a mean-variance head → (B,) σ."""
+        if not isinstance(self.head, MeanVarHead):
+            raise TypeError("sigma() needs a mean-variance head (HeadSpec.kind='mean_var')")
+        return self.head.sigma(outputs)
 
 
 def build_reward_model(backbone_spec: BackboneSpec, head_spec: HeadSpec) -> RewardModel:
     """Load the backbone (LoRA-wrapped) and attach a freshly initialised head."""
     backbone = load_backbone(backbone_spec)
+    if head_spec.kind == "mean_var":
+        mv = MeanVarHead(hidden_size(backbone), head_spec.init, learned_rho=head_spec.learned_rho)
+        return RewardModel(backbone, mv, head_spec.resolved_slot())
     head = RewardHead(hidden_size(backbone), head_spec.n_out, head_spec.bias, head_spec.init)
     return RewardModel(backbone, head, head_spec.resolved_slot())
 
