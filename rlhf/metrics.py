@@ -58,3 +58,31 @@ def mean_var_divergence(mu_a: Tensor, sigma_a: Tensor, mu_b: Tensor, sigma_b: Te
 def scalar_divergence(r_a: Tensor, r_b: Tensor) -> Tensor:
     """Scalar-RM baseline −|r_A − r_B|, (B,): a smaller reward gap scores higher."""
     return -(r_a - r_b).abs()
+
+
+STRENGTH_OF_CLASS = (-2.0, -1.0, 0.0, 1.0, 2.0)
+"""A signed strength per `MEAN_VAR_CLASSES` class (positive = A better), for the target's expected strength."""
+
+
+def disagreement_metrics(mu_a: Tensor, sigma_a: Tensor, mu_b: Tensor, sigma_b: Tensor, target: Tensor, diverging: Tensor, lam: float, lam_grid: tuple[float, ...]) -> dict[str, Tensor]:
+    """Validation metrics of a mean-variance RM over N pairs (all inputs (N,), target (N, 5), diverging (N,) in {1, 0, −1}).
+
+    accuracy: sign(μA − μB) against the sign of the target's expected strength (target ties left out);
+    divergence_auroc (score with `lam`), divergence_auroc_scalar (−|μA − μB|), divergence_auroc_best and
+    divergence_lambda_best (λ tuned over `lam_grid` on these same pairs: optimistic). Pairs labelled −1 are left out.
+    """
+    out: dict[str, Tensor] = {}
+    expected = target.float() @ torch.tensor(STRENGTH_OF_CLASS, device=target.device)  # > 0: A preferred on average
+    decided = expected != 0
+    if decided.any():
+        out["accuracy"] = (torch.sign(expected[decided]) == torch.sign(mu_a - mu_b)[decided]).float().mean()
+    labelled = diverging >= 0
+    if labelled.any():
+        a, sa, b, sb, y = mu_a[labelled], sigma_a[labelled], mu_b[labelled], sigma_b[labelled], diverging[labelled] == 1
+        out["divergence_auroc"] = auroc(mean_var_divergence(a, sa, b, sb, lam), y)
+        out["divergence_auroc_scalar"] = auroc(scalar_divergence(a, b), y)
+        tuned = [auroc(mean_var_divergence(a, sa, b, sb, g), y) for g in lam_grid]
+        best = int(torch.stack(tuned).nan_to_num(-1.0).argmax())
+        out["divergence_auroc_best"] = tuned[best]
+        out["divergence_lambda_best"] = torch.tensor(lam_grid[best])
+    return out

@@ -29,7 +29,7 @@ from torch import Tensor
 
 from rlhf.checkpoint import load_trained, read_meta, specs_from_meta
 from rlhf.losses import DEFAULT_EDGES, PAIRWISE_LOSSES, LossName, masked_mse, mean_var_kl_loss, mean_var_nll_loss
-from rlhf.metrics import auroc, mean_var_divergence, pairwise_accuracy, pearson, scalar_divergence
+from rlhf.metrics import disagreement_metrics, pairwise_accuracy, pearson
 from rlhf.models.backbone import BackboneSpec
 from rlhf.models.heads import HeadSpec, attribute_slots
 from rlhf.models.reward_model import RewardModel, build_reward_model
@@ -37,8 +37,6 @@ from rlhf.types import HS2_ATTRIBUTES, DisagreementBatch, PreferenceBatch, Ratin
 
 LAMBDA_GRID: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 """λ values tried for `val/divergence_auroc_best` (tuned on the validation split itself)."""
-STRENGTH_OF_CLASS = (-2.0, -1.0, 0.0, 1.0, 2.0)
-"""A signed strength per `MEAN_VAR_CLASSES` class (positive = A better), for the target's expected strength."""
 
 
 @dataclass(frozen=True)
@@ -217,21 +215,8 @@ class RewardModelModule(LightningModule):
 
     def _mean_var_metrics(self, mu_a: Tensor, sigma_a: Tensor, mu_b: Tensor, sigma_b: Tensor, target: Tensor, diverging: Tensor) -> dict[str, Tensor]:
         out = {"val/loss": self._mean_var_loss(mu_a, sigma_a, mu_b, sigma_b, target), "val/sigma": torch.cat([sigma_a, sigma_b]).mean()}
-        expected = target.float() @ torch.tensor(STRENGTH_OF_CLASS, device=target.device)  # > 0: A preferred on average
-        decided = expected != 0
-        if decided.any():
-            out["val/accuracy"] = (torch.sign(expected[decided]) == torch.sign(mu_a - mu_b)[decided]).float().mean()
-        labelled = diverging >= 0
-        if labelled.any():
-            a, sa, b, sb, y = mu_a[labelled], sigma_a[labelled], mu_b[labelled], sigma_b[labelled], diverging[labelled] == 1
-            out["val/divergence_auroc"] = auroc(mean_var_divergence(a, sa, b, sb, self.mean_var.divergence_lambda), y)
-            out["val/divergence_auroc_scalar"] = auroc(scalar_divergence(a, b), y)
-            tuned = [auroc(mean_var_divergence(a, sa, b, sb, lam), y) for lam in LAMBDA_GRID]
-            scores = torch.stack(tuned).nan_to_num(-1.0)
-            best = int(scores.argmax())
-            out["val/divergence_auroc_best"] = tuned[best]
-            out["val/divergence_lambda_best"] = torch.tensor(LAMBDA_GRID[best])
-        return out
+        stats = disagreement_metrics(mu_a, sigma_a, mu_b, sigma_b, target, diverging, self.mean_var.divergence_lambda, LAMBDA_GRID)
+        return out | {f"val/{k}": v for k, v in stats.items()}
 
     def _rating_metrics(self, pred: Tensor, labels: Tensor, mask: Tensor) -> dict[str, Tensor]:
         out = {"val/loss": masked_mse(pred, labels, mask)} if self.loss == "mse" else {}
