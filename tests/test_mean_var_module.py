@@ -14,7 +14,6 @@ import torch
 from safetensors.torch import load_file
 
 from rlhf.checkpoint import load_reward_model, read_meta
-from rlhf.cli import reward_main
 from rlhf.data.collate import pad
 from rlhf.data.disagreement import class_distribution
 from rlhf.data.disagreement_data import EncodedDisagreement, collate_disagreements, parse_disagreement_rows

@@ -144,7 +144,7 @@ class PreferenceDataModule(TokenizedDataModule):
             return helpsteer2.hub_preference_rows(split, repo_id=self.hub_id)
         path = self.train_path if split == "train" else self.val_path
         if path is None:
-            raise ValueError(f"PreferenceDataModule: {split}_path is not set and no hub_id is given")
+            raise ValueError(f"{type(self).__name__}: {split}_path is not set and no hub_id is given")
         return path
 
     collate = staticmethod(collate_preferences)

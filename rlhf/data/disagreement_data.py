@@ -16,10 +16,10 @@ import torch
 
 from rlhf.data import helpsteer2
 from rlhf.data.collate import PaddingSide, pad
-from rlhf.data.datamodules import LoaderSpec, TokenizedDataModule
+from rlhf.data.datamodules import LoaderSpec, PreferenceDataModule
 from rlhf.data.disagreement import DivergenceRule, class_distribution, divergence_label
 from rlhf.data.encode import EncodeStats, Encoder
-from rlhf.data.rows import BadRowError, Row, check_int, field_error, has_field, require_list, require_text
+from rlhf.data.rows import BadRowError, Row, field_error, require_text
 from rlhf.data.templates import TemplateSpec
 from rlhf.types import DisagreementBatch
 
@@ -68,11 +68,10 @@ class DisagreementStats:
 
 def row_strengths(row: Row) -> list[int]:
     """Every annotator's raw strength (−3..3 or −100) of a row."""
-    if has_field(row, "all_preferences_unprocessed"):
-        return [helpsteer2._annotation_strength(row, i, a) for i, a in enumerate(require_list(row, "all_preferences_unprocessed"))]
-    if has_field(row, "strengths"):
-        return [check_int(row, f"strengths[{i}]", s, -3, 3, (-100,)) for i, s in enumerate(require_list(row, "strengths"))]
-    raise field_error(row, "all_preferences_unprocessed", "missing (the per-annotator strengths are needed)")
+    strengths = helpsteer2.raw_strengths(row)
+    if strengths is None:
+        raise field_error(row, "all_preferences_unprocessed", "missing (the per-annotator strengths are needed)")
+    return strengths
 
 
 def parse_disagreement_row(row: Row, rule: DivergenceRule = DivergenceRule()) -> DisagreementExample | None:
@@ -116,7 +115,7 @@ def collate_disagreements(items: Sequence[EncodedDisagreement], pad_id: int, sid
     return DisagreementBatch(input_ids=ids, attention_mask=mask, target=target, diverging=diverging)
 
 
-class DisagreementDataModule(TokenizedDataModule):
+class DisagreementDataModule(PreferenceDataModule):
     """HelpSteer2-Preference rows with raw annotator strengths → `DisagreementBatch` (for loss "mean_var").
 
     Args:
@@ -133,21 +132,13 @@ class DisagreementDataModule(TokenizedDataModule):
     """
 
     def __init__(self, train_path: str | None = None, val_path: str | None = None, hub_id: str | None = None, rule: DivergenceRule = DivergenceRule(), tokenizer: str | None = None, template: TemplateSpec = TemplateSpec(), max_length: int = 4096, overlength: Literal["drop", "truncate_prompt"] = "drop", loader: LoaderSpec = LoaderSpec(), on_bad_row: Literal["error", "skip"] = "error"):
-        super().__init__(tokenizer, template, max_length, overlength, loader, on_bad_row)
-        self.train_path, self.val_path, self.hub_id, self.rule = train_path, val_path, hub_id, rule
-
-    def _source(self, split: Literal["train", "val"]):
-        if self.hub_id:
-            return helpsteer2.hub_preference_rows(split, repo_id=self.hub_id)
-        path = self.train_path if split == "train" else self.val_path
-        if path is None:
-            raise ValueError(f"DisagreementDataModule: {split}_path is not set and no hub_id is given")
-        return path
+        super().__init__(train_path, val_path, hub_id, tokenizer, template, max_length, overlength, loader, on_bad_row)
+        self.rule = rule
 
     collate = staticmethod(collate_disagreements)
 
     def _load_split(self, encoder: Encoder, split: Literal["train", "val"]) -> list[EncodedDisagreement]:
-        rows, unreadable = helpsteer2._rows(self._source(split), self.on_bad_row)
+        rows, unreadable = helpsteer2.source_rows(self._source(split), self.on_bad_row)
         examples, load_stats = parse_disagreement_rows(rows, self.rule, self.on_bad_row)
         load_stats.rows += unreadable
         load_stats.skipped_bad += unreadable

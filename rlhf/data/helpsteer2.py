@@ -66,14 +66,21 @@ def _strength(row: Row) -> int | None:
     """The aggregate strength: the stored one, else aggregated from raw annotations (None = failed aggregation)."""
     if has_field(row, "preference_strength"):
         return require_int(row, "preference_strength", -3, 3)
+    strengths = raw_strengths(row)
+    if strengths is None:
+        raise field_error(row, "preference_strength", "missing")
+    return aggregate_strengths(strengths)
+
+
+def raw_strengths(row: Row) -> list[int] | None:
+    """Every annotator's strength (−3..3, or −100) from `all_preferences_unprocessed` or `strengths`; None if absent."""
     if has_field(row, "all_preferences_unprocessed"):
         annotations = require_list(row, "all_preferences_unprocessed")
-        return aggregate_strengths([_annotation_strength(row, i, a) for i, a in enumerate(annotations)])
+        return [_annotation_strength(row, i, a) for i, a in enumerate(annotations)]
     if has_field(row, "strengths"):
         raw = require_list(row, "strengths")
-        strengths = [check_int(row, f"strengths[{i}]", s, -3, 3, (NEITHER_VALID,)) for i, s in enumerate(raw)]
-        return aggregate_strengths(strengths)
-    raise field_error(row, "preference_strength", "missing")
+        return [check_int(row, f"strengths[{i}]", s, -3, 3, (NEITHER_VALID,)) for i, s in enumerate(raw)]
+    return None
 
 
 def _annotation_strength(row: Row, index: int, annotation: object) -> int:
@@ -130,7 +137,7 @@ def parse_rating_row(row: Row, helpfulness_only: bool) -> RatingExample:
     return RatingExample(prompt=prompt, response=response, labels=labels, label_mask=mask)  # type: ignore[arg-type]
 
 
-def _rows(source: Source, on_bad_row: OnBadRow) -> tuple[list[Row], int]:
+def source_rows(source: Source, on_bad_row: OnBadRow) -> tuple[list[Row], int]:
     """The rows of `source` and how many unreadable lines were skipped (only with "skip")."""
     if not isinstance(source, (str, Path)):
         return list(source), 0
@@ -192,7 +199,7 @@ def load_preference_pairs(
     With on_bad_row="skip", malformed rows (including lines that are not JSON objects) are counted in
     `skipped_bad` and skipped; with "error" the first one raises BadRowError.
     """
-    rows, unreadable = _rows(source, on_bad_row)
+    rows, unreadable = source_rows(source, on_bad_row)
     pairs, stats = parse_preference_rows(rows, on_bad_row)
     return pairs, _with_unreadable(stats, unreadable)
 
@@ -201,7 +208,7 @@ def load_rating_examples(
     source: Source, helpfulness_only: bool, on_bad_row: OnBadRow = "error"
 ) -> tuple[list[RatingExample], LoadStats]:
     """Read (path) or take (rows) HelpSteer2 ratings rows and parse them into examples; `on_bad_row` as above."""
-    rows, unreadable = _rows(source, on_bad_row)
+    rows, unreadable = source_rows(source, on_bad_row)
     examples, stats = parse_rating_rows(rows, helpfulness_only, on_bad_row)
     return examples, _with_unreadable(stats, unreadable)
 
