@@ -19,7 +19,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from safetensors.torch import load_file
 from torch import Tensor
 
-from rlhf.checkpoint import load_reward_model, load_trained_state, read_meta, save_trained, trained_state_dict, weights_path
+from rlhf.checkpoint import load_trained_state, read_meta, save_trained, trained_state_dict, weights_path
 
 Convention = Literal["expo", "total"]
 
@@ -81,13 +81,11 @@ def sweep(weak: str, strong: str, alphas: Sequence[float], pairs: dict[str, list
     Returns one row per α: {"alpha", "<set>/accuracy", ...} plus RewardBench sections when a set is named "rewardbench".
     """
     from rlhf.eval.rewardbench_scores import rewardbench_result
-    from rlhf.eval.score_pairs import encode_pairs, pad_id_of, read_eval_settings, score_encoded
     from rlhf.data.encode import Encoder
-    from rlhf.models.backbone import load_tokenizer
+    from rlhf.eval.score_pairs import encode_pairs, pad_id_of, score_encoded
+    from rlhf.score import load_scorer
 
-    model = load_reward_model(strong)
-    tokenizer = load_tokenizer(read_meta(strong)["backbone"]["name_or_path"])
-    settings = read_eval_settings(strong)
+    model, tokenizer, settings, _ = load_scorer(strong)
     encoder = Encoder(tokenizer, settings.template, settings.max_length)
     encoded = {name: encode_pairs(encoder, items) for name, items in pairs.items()}
     weak_state, strong_state = load_file(str(weights_path(weak))), load_file(str(weights_path(strong)))
