@@ -11,7 +11,8 @@ target's expected strength (target ties left out), and divergence AUROCs: `val/d
 configured λ, `val/divergence_auroc_scalar` (−|μ_A − μ_B|, the scalar-RM baseline) and
 `val/divergence_auroc_best` / `val/divergence_lambda_best`, λ tuned over `LAMBDA_GRID` ON THE SAME VALIDATION SPLIT
 (optimistic; report it as tuned, or pick λ here and set `mean_var.divergence_lambda` for a held-out split).
-The backbone is built in `configure_model`, so parsing a config never loads weights. ExPO and RewardBench live
+Packed batches (`PackedPreferenceBatch`, `PackedRatingBatch`, from `loader.packing`) take the padding-free forward
+pass and give the same rewards. The backbone is built in `configure_model`, so parsing a config never loads weights. ExPO and RewardBench live
 elsewhere.
 """
 
@@ -33,7 +34,10 @@ from rlhf.metrics import disagreement_metrics, pairwise_accuracy, pearson
 from rlhf.models.backbone import BackboneSpec
 from rlhf.models.heads import HeadSpec, attribute_slots
 from rlhf.models.reward_model import RewardModel, build_reward_model
-from rlhf.types import HS2_ATTRIBUTES, DisagreementBatch, PreferenceBatch, RatingBatch
+from rlhf.types import HS2_ATTRIBUTES, DisagreementBatch, PackedPreferenceBatch, PackedRatingBatch, PreferenceBatch, RatingBatch
+
+PairBatch = PreferenceBatch | PackedPreferenceBatch
+RatingBatches = (RatingBatch, PackedRatingBatch)
 
 LAMBDA_GRID: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
 """λ values tried for `val/divergence_auroc_best` (tuned on the validation split itself)."""
@@ -117,8 +121,14 @@ class RewardModelModule(LightningModule):
             "init_from": self.init_from,
         }
 
-    def _pairwise(self, batch: PreferenceBatch) -> tuple[Tensor, Tensor]:
-        rewards = self.model.reward(self.model(batch.input_ids, batch.attention_mask))  # (2B,)
+    def _outputs(self, batch: PairBatch | RatingBatch | PackedRatingBatch) -> Tensor:
+        """(N, n_out) head outputs of every sequence in the batch, padded or packed."""
+        if isinstance(batch, (PackedPreferenceBatch, PackedRatingBatch)):
+            return self.model.forward_packed(batch.tokens)
+        return self.model(batch.input_ids, batch.attention_mask)
+
+    def _pairwise(self, batch: PairBatch) -> tuple[Tensor, Tensor]:
+        rewards = self.model.reward(self._outputs(batch))  # (2B,)
         chosen, rejected = rewards.float().chunk(2)
         return chosen, rejected
 
@@ -136,17 +146,17 @@ class RewardModelModule(LightningModule):
             return mean_var_nll_loss(mu_a, sigma_a, mu_b, sigma_b, target, edges)
         return mean_var_kl_loss(mu_a, sigma_a, mu_b, sigma_b, target, self.model.head.rho(), edges)
 
-    def _regression(self, batch: RatingBatch) -> tuple[Tensor, Tensor, Tensor]:
+    def _regression(self, batch: RatingBatch | PackedRatingBatch) -> tuple[Tensor, Tensor, Tensor]:
         """Head outputs, labels and mask restricted to the attributes this head has: each (B, A')."""
         slots = attribute_slots(self.head_spec.n_out).to(batch.labels.device)
         present = slots >= 0
         if bool(batch.label_mask[:, ~present].any()):
             missing = [a for a, p in zip(HS2_ATTRIBUTES, present.tolist()) if not p]
             raise ValueError(f"the data labels {missing} but a {self.head_spec.n_out}-output head has no slot for them")
-        outputs = self.model(batch.input_ids, batch.attention_mask).float()
+        outputs = self._outputs(batch).float()
         return outputs[:, slots[present]], batch.labels[:, present], batch.label_mask[:, present]
 
-    def training_step(self, batch: PreferenceBatch | RatingBatch | DisagreementBatch, batch_idx: int) -> Tensor:
+    def training_step(self, batch: PairBatch | RatingBatch | PackedRatingBatch | DisagreementBatch, batch_idx: int) -> Tensor:
         if isinstance(batch, DisagreementBatch):
             if self.loss != "mean_var":
                 raise TypeError(f"loss '{self.loss}' does not train on annotator distributions (DisagreementDataModule); use loss 'mean_var'")
@@ -159,8 +169,8 @@ class RewardModelModule(LightningModule):
             return loss
         if self.loss == "mean_var":
             raise TypeError("loss 'mean_var' trains on annotator distributions (DisagreementDataModule), but the data module gives "
-                            + ("ratings" if isinstance(batch, RatingBatch) else "preference pairs"))
-        if isinstance(batch, RatingBatch):
+                            + ("ratings" if isinstance(batch, RatingBatches) else "preference pairs"))
+        if isinstance(batch, RatingBatches):
             if self.loss != "mse":
                 raise TypeError(f"loss '{self.loss}' trains on preference pairs, but the data module gives ratings")
             pred, labels, mask = self._regression(batch)
@@ -175,7 +185,7 @@ class RewardModelModule(LightningModule):
         self.log_dict({f"train/{k}": v for k, v in stats.items()}, prog_bar=True, batch_size=batch.num_pairs)
         return loss
 
-    def validation_step(self, batch: PreferenceBatch | RatingBatch | DisagreementBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
+    def validation_step(self, batch: PairBatch | RatingBatch | PackedRatingBatch | DisagreementBatch, batch_idx: int, dataloader_idx: int = 0) -> None:
         if isinstance(batch, DisagreementBatch):
             if self.loss != "mean_var":
                 raise TypeError(f"loss '{self.loss}' cannot validate on annotator distributions (DisagreementDataModule); use loss 'mean_var'")
@@ -184,7 +194,7 @@ class RewardModelModule(LightningModule):
             self._val["target"].append(batch.target)
             self._val["diverging"].append(batch.diverging)
             return
-        if isinstance(batch, RatingBatch):
+        if isinstance(batch, RatingBatches):
             pred, labels, mask = self._regression(batch)
             self._val["pred"].append(pred.detach())
             self._val["labels"].append(labels)

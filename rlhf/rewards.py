@@ -55,11 +55,12 @@ class RewardModelScore(RewardSource):
     Args:
         path: a training checkpoint directory (model.safetensors + config.yaml), an adapter export or an HF export.
         batch_size: sequences per RM forward pass (rewards do not depend on it).
+        packing: score each batch as one unpadded packed row (same rewards, no compute on padding).
     """
 
-    def __init__(self, path: str, batch_size: int = 16):
+    def __init__(self, path: str, batch_size: int = 16, packing: bool = False):
         super().__init__()
-        self.path, self.batch_size = path, batch_size
+        self.path, self.batch_size, self.packing = path, batch_size, packing
         self.model: nn.Module | None = None
         self.encoder: Encoder | None = None
         self.pad_id = 0
@@ -88,4 +89,4 @@ class RewardModelScore(RewardSource):
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> Tensor:
         from rlhf.eval.score_pairs import score_sequences
 
-        return score_sequences(self.model, self.encode(prompts, responses), self.pad_id, self.batch_size)
+        return score_sequences(self.model, self.encode(prompts, responses), self.pad_id, self.batch_size, packing=self.packing)

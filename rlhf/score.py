@@ -72,8 +72,8 @@ def _kind(rows: list[Row]) -> str:
     return kind
 
 
-def score_file(model_path: str, input_path: str, output_path: str, batch_size: int = 16) -> dict[str, Any]:
-    """Score every row of `input_path` and write `output_path` (JSONL); returns a summary."""
+def score_file(model_path: str, input_path: str, output_path: str, batch_size: int = 16, packing: bool = False) -> dict[str, Any]:
+    """Score every row of `input_path` and write `output_path` (JSONL); returns a summary. `packing`: padding-free batches."""
     model, tokenizer, settings, attributes = load_scorer(model_path)
     rows = read_rows(input_path)
     kind = _kind(rows)
@@ -86,7 +86,7 @@ def score_file(model_path: str, input_path: str, output_path: str, batch_size: i
             flags.append(stats.truncated > before)
             bar.advance(task)
         task = bar.add_task("scoring", total=len(sequences))
-        outputs = score_sequences(model, sequences, pad_id_of(tokenizer), batch_size, progress=lambda n: bar.advance(task, n), all_outputs=True)
+        outputs = score_sequences(model, sequences, pad_id_of(tokenizer), batch_size, progress=lambda n: bar.advance(task, n), all_outputs=True, packing=packing)
     summary = _write(rows, kind, outputs, model.reward(outputs), flags, attributes, output_path)
     summary.update({"model": model_path, "input": input_path, "output": output_path, "truncated": stats.truncated, "template": settings.template.name, "max_length": settings.max_length})
     return summary
@@ -117,8 +117,9 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--input", required=True, help="JSONL/Parquet of {prompt, response} or {prompt, chosen, rejected}")
     p.add_argument("--output", required=True, help="JSONL to write (input fields plus rewards)")
     p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--packing", action="store_true", help="pack each batch into one unpadded row (same rewards, no padding compute)")
     args = p.parse_args(argv)
-    summary = score_file(args.model, args.input, args.output, args.batch_size)
+    summary = score_file(args.model, args.input, args.output, args.batch_size, args.packing)
     print(json.dumps(summary, indent=2))
     return summary
 

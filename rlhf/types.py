@@ -2,7 +2,8 @@
 
 Text-level examples (`PreferencePair`, `RatingExample`) come out of `rlhf.data.helpsteer2`; tensor batches
 (`PreferenceBatch`, `RatingBatch`) come out of `rlhf.data.collate`; for REINFORCE, `PromptBatch` comes out of
-`rlhf.data.prompts` and `Rollout` out of `rlhf.rollout`; for DPO, `DPOBatch` out of `rlhf.data.dpo_data`. Every mask is a bool tensor where True means
+`rlhf.data.prompts` and `Rollout` out of `rlhf.rollout`; for DPO, `DPOBatch` out of `rlhf.data.dpo_data`. With
+padding-free packing, `PackedPreferenceBatch` / `PackedRatingBatch` hold their sequences as one `PackedTokens` row. Every mask is a bool tensor where True means
 "this position counts". Batches are frozen; `.to(device)` returns a moved copy, which is also how Lightning
 transfers them (it treats any object with a `.to` method as transferable).
 """
@@ -26,7 +27,7 @@ def _move(batch: _B, device: torch.device | str, **kwargs: object) -> _B:
     moved = {
         f.name: getattr(batch, f.name).to(device, **kwargs)
         for f in dataclasses.fields(batch)  # type: ignore[arg-type]
-        if isinstance(getattr(batch, f.name), Tensor)
+        if isinstance(getattr(batch, f.name), (Tensor, PackedTokens))
     }
     return dataclasses.replace(batch, **moved)  # type: ignore[type-var]
 
@@ -201,4 +202,69 @@ class DisagreementBatch:
         return self.target.shape[0]
 
     def to(self, device: torch.device | str, **kwargs: object) -> DisagreementBatch:
+        return _move(self, device, **kwargs)
+
+
+@dataclass(frozen=True)
+class PackedTokens:
+    """N sequences concatenated into one row without padding (padding-free packing).
+
+    Attributes:
+        input_ids: (1, T) long, T = Σ lengths; sequence i occupies columns [cu_seqlens[i], cu_seqlens[i+1]).
+        position_ids: (1, T) long, restarting at 0 at every sequence start.
+        cu_seqlens: (N + 1,) int32 cumulative lengths starting at 0 (FlashAttention varlen's layout).
+    """
+
+    input_ids: Tensor
+    position_ids: Tensor
+    cu_seqlens: Tensor
+
+    @property
+    def num_sequences(self) -> int:
+        return self.cu_seqlens.shape[0] - 1
+
+    @property
+    def last_index(self) -> Tensor:
+        """(N,) long column of each sequence's last token, in sequence order."""
+        return self.cu_seqlens[1:].long() - 1
+
+    def to(self, device: torch.device | str, **kwargs: object) -> PackedTokens:
+        return _move(self, device, **kwargs)
+
+
+@dataclass(frozen=True)
+class PackedPreferenceBatch:
+    """`PreferenceBatch` with its 2B sequences packed: sequences [0, B) chosen, [B, 2B) the matching rejected.
+
+    Attributes:
+        tokens: the 2B sequences, packed.
+        margin: (B,) float32, m = |preference strength| of each pair.
+    """
+
+    tokens: PackedTokens
+    margin: Tensor
+
+    @property
+    def num_pairs(self) -> int:
+        return self.margin.shape[0]
+
+    def to(self, device: torch.device | str, **kwargs: object) -> PackedPreferenceBatch:
+        return _move(self, device, **kwargs)
+
+
+@dataclass(frozen=True)
+class PackedRatingBatch:
+    """`RatingBatch` with its B responses packed.
+
+    Attributes:
+        tokens: the B sequences, packed.
+        labels: (B, 5) float32 ratings in `HS2_ATTRIBUTES` order.
+        label_mask: (B, 5) bool, True where a label is trained on.
+    """
+
+    tokens: PackedTokens
+    labels: Tensor
+    label_mask: Tensor
+
+    def to(self, device: torch.device | str, **kwargs: object) -> PackedRatingBatch:
         return _move(self, device, **kwargs)

@@ -2,7 +2,9 @@
 
 `pad` pads lists of token ids on the right or the left and returns ids plus a bool attention mask.
 `collate_preferences` stacks chosen rows over rejected rows (one forward pass scores both); `collate_ratings` pads
-rated responses. Packing several sequences into one row is left out here.
+rated responses. `pack` concatenates sequences into one unpadded row with per-sequence position ids (padding-free
+packing); `collate_preferences_packed` / `collate_ratings_packed` are the packed twins, and `PACKED_COLLATE` maps
+each padded collate function to its twin. Packing into several fixed-width rows is left out (one row per batch).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ from typing import Literal, Sequence
 import torch
 from torch import Tensor
 
-from rlhf.types import PreferenceBatch, RatingBatch
+from rlhf.types import PackedPreferenceBatch, PackedRatingBatch, PackedTokens, PreferenceBatch, RatingBatch
 
 PaddingSide = Literal["right", "left"]
 
@@ -63,3 +65,33 @@ def collate_ratings(items: Sequence[EncodedRating], pad_id: int, side: PaddingSi
     labels = torch.tensor([it.labels for it in items], dtype=torch.float32)
     label_mask = torch.tensor([it.label_mask for it in items], dtype=torch.bool)
     return RatingBatch(input_ids=ids, attention_mask=mask, labels=labels, label_mask=label_mask)
+
+
+def pack(sequences: Sequence[Sequence[int]]) -> PackedTokens:
+    """N sequences → one (1, Σ lengths) row, position ids restarting at 0 per sequence, and cumulative lengths."""
+    if not sequences or any(len(s) == 0 for s in sequences):
+        raise ValueError("pack: need at least one sequence and no empty sequence")
+    lengths = torch.tensor([len(s) for s in sequences], dtype=torch.int32)
+    cu = torch.zeros(len(sequences) + 1, dtype=torch.int32)
+    cu[1:] = lengths.cumsum(0)
+    ids = torch.tensor([t for s in sequences for t in s], dtype=torch.long).unsqueeze(0)  # (1, T)
+    positions = torch.cat([torch.arange(n, dtype=torch.long) for n in lengths.tolist()]).unsqueeze(0)  # (1, T)
+    return PackedTokens(input_ids=ids, position_ids=positions, cu_seqlens=cu)
+
+
+def collate_preferences_packed(items: Sequence[EncodedPair], pad_id: int = 0, side: PaddingSide = "right") -> PackedPreferenceBatch:
+    """B pairs → one packed row: sequences [0, B) chosen, [B, 2B) rejected (`pad_id`/`side` unused, kept for the loader)."""
+    tokens = pack([it.chosen_ids for it in items] + [it.rejected_ids for it in items])
+    margin = torch.tensor([float(it.magnitude) for it in items], dtype=torch.float32)
+    return PackedPreferenceBatch(tokens=tokens, margin=margin)
+
+
+def collate_ratings_packed(items: Sequence[EncodedRating], pad_id: int = 0, side: PaddingSide = "right") -> PackedRatingBatch:
+    """B rated responses → one packed row (`pad_id`/`side` unused)."""
+    labels = torch.tensor([it.labels for it in items], dtype=torch.float32)
+    label_mask = torch.tensor([it.label_mask for it in items], dtype=torch.bool)
+    return PackedRatingBatch(tokens=pack([it.input_ids for it in items]), labels=labels, label_mask=label_mask)
+
+
+PACKED_COLLATE = {collate_preferences: collate_preferences_packed, collate_ratings: collate_ratings_packed}
+"""Padded collate function → its packed twin (data modules without an entry cannot pack)."""

@@ -3,7 +3,8 @@
 Rows come from local JSONL/Parquet files or, with network, from the hub (`nvidia/HelpSteer2`; the preference
 data's `split` column gives train/val). Examples are rendered with the configured template, tokenised once in
 `setup`, and over-length examples are handled by the explicit policy in `rlhf.data.encode`; the counts are logged.
-Validation never drops an example: it uses the "truncate" rule. Packing and token-budget batching are left out.
+Validation never drops an example: it uses the "truncate" rule. `loader.packing` collates each batch into one
+unpadded row (padding-free packing, `rlhf.data.collate.pack`) for training and validation alike.
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from rlhf.data import helpsteer2
-from rlhf.data.collate import EncodedPair, EncodedRating, PaddingSide, collate_preferences, collate_ratings
+from rlhf.data.collate import PACKED_COLLATE, EncodedPair, EncodedRating, PaddingSide, collate_preferences, collate_ratings
 from rlhf.data.encode import EncodeStats, Encoder
 from rlhf.data.templates import TemplateSpec
 from rlhf.types import PreferencePair, RatingExample
@@ -33,6 +34,8 @@ class LoaderSpec:
         shuffle: shuffle training examples each epoch.
         num_workers: DataLoader worker processes.
         padding_side: "right" or "left"; rewards do not depend on it.
+        packing: concatenate each batch's sequences into one unpadded row with per-sequence position ids (no
+            compute on padding; rewards unchanged). Preference and rating data only.
     """
 
     batch_size: int = 8
@@ -40,6 +43,7 @@ class LoaderSpec:
     shuffle: bool = True
     num_workers: int = 0
     padding_side: PaddingSide = "right"
+    packing: bool = False
 
 
 class TokenizedDataModule(LightningDataModule):
@@ -71,6 +75,10 @@ class TokenizedDataModule(LightningDataModule):
     def _loader(self, items: list, collate, batch_size: int, shuffle: bool) -> DataLoader:
         if not items:
             raise ValueError(f"{type(self).__name__}: no examples left to load (all dropped or the file is empty)")
+        if self.loader.packing:
+            if collate not in PACKED_COLLATE:
+                raise ValueError(f"{type(self).__name__}: loader.packing is not supported for this data (preference and rating data only)")
+            collate = PACKED_COLLATE[collate]
         fn = partial(collate, pad_id=self.pad_id, side=self.loader.padding_side)
         return DataLoader(items, batch_size=batch_size, shuffle=shuffle, collate_fn=fn, num_workers=self.loader.num_workers)
 

@@ -17,7 +17,7 @@ import torch
 import yaml
 from torch import Tensor
 
-from rlhf.data.collate import PaddingSide, pad
+from rlhf.data.collate import PaddingSide, pack, pad
 from rlhf.data.encode import EncodeStats, Encoder
 from rlhf.data.templates import TemplateSpec
 from rlhf.eval.rewardbench_data import BenchPair
@@ -70,9 +70,9 @@ def encode_pairs(encoder: Encoder, pairs: Sequence[BenchPair], progress: Progres
 
 
 @torch.no_grad()
-def score_sequences(model: RewardModel, sequences: Sequence[Sequence[int]], pad_id: int, batch_size: int, padding_side: PaddingSide = "right", progress: Progress | None = None, all_outputs: bool = False) -> Tensor:
+def score_sequences(model: RewardModel, sequences: Sequence[Sequence[int]], pad_id: int, batch_size: int, padding_side: PaddingSide = "right", progress: Progress | None = None, all_outputs: bool = False, packing: bool = False) -> Tensor:
     """(N,) float32 rewards of N token sequences (every head output, (N, n_out), with `all_outputs`), `batch_size`
-    distinct sequences per forward pass, longest first.
+    distinct sequences per forward pass, longest first; with `packing` each batch is one unpadded packed row.
 
     Identical sequences are scored once and share the value, so a pair that truncation made identical is an exact
     tie (wrong) whatever the batching; otherwise float noise between batches could flip its decision.
@@ -90,8 +90,11 @@ def score_sequences(model: RewardModel, sequences: Sequence[Sequence[int]], pad_
     try:
         for start in range(0, len(order), batch_size):
             idx = order[start : start + batch_size]
-            ids, mask = pad([unique[i] for i in idx], pad_id, padding_side)  # (b, T)
-            values = model(ids.to(device), mask.to(device))  # (b, n_out)
+            if packing:
+                values = model.forward_packed(pack([unique[i] for i in idx]).to(device))  # (b, n_out)
+            else:
+                ids, mask = pad([unique[i] for i in idx], pad_id, padding_side)  # (b, T)
+                values = model(ids.to(device), mask.to(device))  # (b, n_out)
             values = (values if all_outputs else model.reward(values)).float().cpu()
             if out is None:
                 out = torch.empty((len(unique), *values.shape[1:]), dtype=torch.float32)

@@ -2,7 +2,8 @@
 
 Position ids are derived from `attention_mask` (cumsum − 1), so a left-padded row sees the same positions as the
 same row right-padded and gets the same reward. Chosen and rejected responses are scored in one forward pass by
-the caller stacking them. Packing (several sequences per row) is left out here.
+the caller stacking them. `forward_packed` scores N sequences packed into one unpadded row (`rlhf.models.packing`),
+reading each sequence's own last token; it returns what `forward` returns for the same sequences padded.
 """
 
 from __future__ import annotations
@@ -11,6 +12,8 @@ from torch import Tensor, nn
 
 from rlhf.models.backbone import BackboneSpec, hidden_size, load_backbone
 from rlhf.models.heads import HeadSpec, MeanVarHead, RewardHead, gather_last
+from rlhf.models.packing import packed_hidden
+from rlhf.types import PackedTokens
 
 
 def position_ids_from_mask(attention_mask: Tensor) -> Tensor:
@@ -44,7 +47,14 @@ class RewardModel(nn.Module):
             position_ids=position_ids_from_mask(attention_mask),
             use_cache=False,
         )
-        pooled = gather_last(out.last_hidden_state, attention_mask)
+        return self._head(gather_last(out.last_hidden_state, attention_mask))
+
+    def forward_packed(self, tokens: PackedTokens) -> Tensor:
+        """N packed sequences → (N, n_out) head outputs at each sequence's last token."""
+        hidden = packed_hidden(self.backbone, tokens)  # (1, T, H)
+        return self._head(hidden[0, tokens.last_index.to(hidden.device)])
+
+    def _head(self, pooled: Tensor) -> Tensor:
         if isinstance(self.head, MeanVarHead):
             return self.head.raw(pooled)  # (B, 2) [μ, z]; reward() is μ, sigma() is σ
         return self.head(pooled)
@@ -89,6 +99,11 @@ class ExportedRewardModel(nn.Module):
         body = getattr(self.classifier, self.classifier.base_model_prefix)
         out = body(input_ids=input_ids, attention_mask=attention_mask.long(), position_ids=position_ids_from_mask(attention_mask), use_cache=False)
         return self.classifier.score(gather_last(out.last_hidden_state, attention_mask))
+
+    def forward_packed(self, tokens: PackedTokens) -> Tensor:
+        """N packed sequences → (N, n_out) scores at each sequence's last token."""
+        hidden = packed_hidden(getattr(self.classifier, self.classifier.base_model_prefix), tokens)
+        return self.classifier.score(hidden[0, tokens.last_index.to(hidden.device)])
 
     def reward(self, outputs: Tensor) -> Tensor:
         return outputs[:, self.reward_slot]
