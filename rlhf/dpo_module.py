@@ -40,9 +40,11 @@ class DPOModule(LightningModule):
         beta: β in Δ = β[(log πθ(y_c) − log πref(y_c)) − (log πθ(y_r) − log πref(y_r))].
         optimizer: optimizer factory over the LoRA weights.
         scheduler: learning-rate schedule factory, stepped every optimizer step; None keeps the lr constant.
+        logprob_chunk_tokens: the LM head scores this many positions at a time (memory-lean: no (2B, T, V)
+            logits); None computes all logits at once.
     """
 
-    def __init__(self, backbone: BackboneSpec, loss: DPOLossName = "dpo", beta: float = 0.1, optimizer: OptimizerCallable = torch.optim.AdamW, scheduler: LRSchedulerCallable | None = None):
+    def __init__(self, backbone: BackboneSpec, loss: DPOLossName = "dpo", beta: float = 0.1, optimizer: OptimizerCallable = torch.optim.AdamW, scheduler: LRSchedulerCallable | None = None, logprob_chunk_tokens: int | None = 2048):
         super().__init__()
         if backbone.lora is None:
             raise ValueError("DPOModule needs backbone.lora: the reference policy is the model with its adapter off")
@@ -52,6 +54,7 @@ class DPOModule(LightningModule):
         self.backbone_spec, self.loss_name, self.beta = backbone, loss, beta
         self.loss_fn = DPO_LOSSES[loss]
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.chunk_tokens = logprob_chunk_tokens
         self.model: torch.nn.Module | None = None
 
     def configure_model(self) -> None:
@@ -66,8 +69,8 @@ class DPOModule(LightningModule):
     def pair_logprobs(self, batch: DPOBatch) -> PairLogprobs:
         """Token log-probs of every predicted column (1..T−1) under policy and reference; prompts need no alignment."""
         ids, mask = batch.input_ids, batch.attention_mask
-        policy = token_logprobs(self.model, ids, mask, 1)
-        reference = reference_logprobs(self.model, ids, mask, 1)
+        policy = token_logprobs(self.model, ids, mask, 1, chunk_tokens=self.chunk_tokens)
+        reference = reference_logprobs(self.model, ids, mask, 1, chunk_tokens=self.chunk_tokens)
         return PairLogprobs(policy, reference, batch.response_mask[:, 1:])
 
     def _step(self, batch: DPOBatch, stage: str) -> Tensor:

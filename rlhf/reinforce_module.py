@@ -67,9 +67,11 @@ class ReinforceModule(LightningModule):
         scheduler: learning-rate schedule factory, stepped every optimizer step; None keeps the lr constant.
         sample_table_every_n_steps: log a table of generations every N optimizer steps (0: never).
         sample_table_rows: rows per table.
+        logprob_chunk_tokens: the LM head scores this many response positions at a time when recomputing log-probs
+            (memory-lean: no (N, R, V) logits); None computes all logits at once.
     """
 
-    def __init__(self, backbone: BackboneSpec, reward: RewardSource, generation: GenerationSpec = GenerationSpec(), objective: ObjectiveSpec = ObjectiveSpec(), optimizer: OptimizerCallable = torch.optim.AdamW, scheduler: LRSchedulerCallable | None = None, sample_table_every_n_steps: int = 0, sample_table_rows: int = 8):
+    def __init__(self, backbone: BackboneSpec, reward: RewardSource, generation: GenerationSpec = GenerationSpec(), objective: ObjectiveSpec = ObjectiveSpec(), optimizer: OptimizerCallable = torch.optim.AdamW, scheduler: LRSchedulerCallable | None = None, sample_table_every_n_steps: int = 0, sample_table_rows: int = 8, logprob_chunk_tokens: int | None = 2048):
         super().__init__()
         if backbone.lora is None:
             raise ValueError("ReinforceModule needs backbone.lora: the reference policy is the model with its adapter off")
@@ -77,6 +79,7 @@ class ReinforceModule(LightningModule):
         self.backbone_spec, self.reward, self.generation, self.objective = backbone, reward, generation, objective
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.table_every, self.table_rows = sample_table_every_n_steps, sample_table_rows
+        self.chunk_tokens = logprob_chunk_tokens
         self.model: torch.nn.Module | None = None
         self.tokenizer: Any = None
         self.eos_ids: list[int] = []
@@ -119,8 +122,8 @@ class ReinforceModule(LightningModule):
         with self._timed("score"):
             rollout = make_rollout(sequences, batch, k, self.tokenizer, self.reward, self.eos_ids)
         ids, mask, start = rollout.sequences, rollout.attention_mask, rollout.prompt_length
-        policy = token_stats(self.model, ids, mask, start, temperature)  # (N, R) log π with grad, entropy
-        ref_logprobs = reference_logprobs(self.model, ids, mask, start, temperature)  # (N, R) adapter off, no grad
+        policy = token_stats(self.model, ids, mask, start, temperature, self.chunk_tokens)  # (N, R) log π with grad, entropy
+        ref_logprobs = reference_logprobs(self.model, ids, mask, start, temperature, self.chunk_tokens)  # (N, R) adapter off, no grad
         kl = sequence_kl(policy.logprobs.detach(), ref_logprobs, rollout.response_mask, obj.kl_estimator, obj.kl_aggregate)  # (N,)
         rewards = kl_penalised_reward(rollout.scores, kl, obj.kl_coef)  # (N,)
         advantages = rloo_advantages(rewards, rollout.ended, k, obj.unended_penalty)  # (N,)

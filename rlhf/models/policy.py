@@ -4,6 +4,8 @@ The policy is a LoRA-wrapped causal Llama (`load_backbone(spec, causal_lm=True)`
 with the adapter disabled, run in eval mode without grad (no second copy, no dropout). Log-probs are recomputed from
 logits / temperature, the distribution `generate` sampled from; top-k / top-p truncation is not re-applied (the
 defaults 0 and 1.0 truncate nothing). Position ids come from the attention mask, so left padding is harmless.
+With `chunk_tokens` the LM head runs on that many positions at a time (`rlhf.models.logprobs`), so the full
+(N, R, V) logits never exist; without it they are computed at once (only response positions reach the LM head).
 Left out: vLLM / TensorRT-LLM generation and importance-sampling corrections.
 """
 
@@ -19,6 +21,7 @@ import torch.nn.functional as F
 from torch import Tensor, nn
 
 from rlhf.models.backbone import adapter_disabled
+from rlhf.models.logprobs import chunked_token_stats
 from rlhf.models.reward_model import position_ids_from_mask
 from rlhf.types import PromptBatch
 
@@ -107,7 +110,22 @@ def response_logits(model: nn.Module, input_ids: Tensor, attention_mask: Tensor,
     return out.logits[:, :-1]  # position t predicts token t + 1
 
 
-def token_stats(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, response_start: int, temperature: float) -> TokenStats:
+def response_hidden(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, response_start: int) -> Tensor:
+    """(N, R, H) final (normed) hidden states at the positions predicting tokens [response_start, T).
+
+    The whole model runs (so wrappers such as FSDP see their forward), with the LM head on one position only; the
+    decoder's output is taken by a forward hook.
+    """
+    captured: list[Tensor] = []
+    hook = model.get_decoder().register_forward_hook(lambda module, args, out: captured.append(out.last_hidden_state))
+    try:
+        model(input_ids=input_ids, attention_mask=attention_mask.long(), position_ids=position_ids_from_mask(attention_mask), use_cache=False, logits_to_keep=1)
+    finally:
+        hook.remove()
+    return captured[0][:, response_start - 1 : -1]  # position t predicts token t + 1
+
+
+def token_stats(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, response_start: int, temperature: float, chunk_tokens: int | None = None) -> TokenStats:
     """log π(y_t) of each response token under softmax(logits / temperature), and the entropy there.
 
     Args:
@@ -116,23 +134,28 @@ def token_stats(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, res
         attention_mask: (N, T) bool, real prompt tokens and response tokens through EOS.
         response_start: P, the column where responses start.
         temperature: the sampling temperature.
+        chunk_tokens: apply the LM head to this many positions at a time (memory-lean); None: all at once.
     """
+    targets = input_ids[:, response_start:]
+    if chunk_tokens is not None:
+        hidden = response_hidden(model, input_ids, attention_mask, response_start)  # (N, R, H)
+        stats = chunked_token_stats(hidden, model.get_output_embeddings(), targets, temperature, chunk_tokens)
+        return TokenStats(stats.logprobs, stats.entropy)
     logits = response_logits(model, input_ids, attention_mask, response_start).float() / temperature  # (N, R, V)
     logp = F.log_softmax(logits, dim=-1)
-    targets = input_ids[:, response_start:]
     logprobs = logp.gather(-1, targets.unsqueeze(-1)).squeeze(-1)  # (N, R)
     with torch.no_grad():
         entropy = -(logp.exp() * logp).sum(-1)
     return TokenStats(logprobs, entropy)
 
 
-def token_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, response_start: int, temperature: float = 1.0) -> Tensor:
+def token_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, response_start: int, temperature: float = 1.0, chunk_tokens: int | None = None) -> Tensor:
     """(N, R) log π(y_t) of the response tokens, with grad (see `token_stats`)."""
-    return token_stats(model, input_ids, attention_mask, response_start, temperature).logprobs
+    return token_stats(model, input_ids, attention_mask, response_start, temperature, chunk_tokens).logprobs
 
 
 @torch.no_grad()
-def reference_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, response_start: int, temperature: float = 1.0) -> Tensor:
+def reference_logprobs(model: nn.Module, input_ids: Tensor, attention_mask: Tensor, response_start: int, temperature: float = 1.0, chunk_tokens: int | None = None) -> Tensor:
     """(N, R) log π_ref(y_t): the same model with its adapter disabled, in eval mode, without grad."""
     with adapter_disabled(model), eval_mode(model):
-        return token_logprobs(model, input_ids, attention_mask, response_start, temperature)
+        return token_logprobs(model, input_ids, attention_mask, response_start, temperature, chunk_tokens)
