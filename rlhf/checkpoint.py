@@ -30,8 +30,15 @@ META_KEY = "rlhf"
 
 
 def trained_state_dict(model: nn.Module) -> dict[str, Tensor]:
-    """Detached CPU copies of the parameters that require grad (LoRA + head)."""
-    return {n: p.detach().to("cpu").contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
+    """Detached CPU copies of the parameters that require grad (LoRA + head).
+
+    FSDP2-sharded parameters are all-gathered first (a collective: every rank must call this).
+    """
+    return {n: _full(p).detach().to("cpu").contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
+
+
+def _full(p: Tensor) -> Tensor:
+    return p.full_tensor() if hasattr(p, "full_tensor") else p  # a DTensor shard → the whole tensor
 
 
 def _atomic_write(path: Path, write) -> None:
@@ -113,10 +120,11 @@ class TrainedWeightsCheckpoint(Callback):
         return Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "checkpoint"
 
     def save(self, trainer: Trainer, pl_module: LightningModule) -> Path | None:
+        state = trained_state_dict(pl_module.model)  # every rank: gathering sharded weights is a collective
         if not trainer.is_global_zero:
             return None
         meta = {**pl_module.checkpoint_meta(), "global_step": trainer.global_step}
-        return save_trained(self.resolve_dir(trainer), trained_state_dict(pl_module.model), meta, self.config_yaml)
+        return save_trained(self.resolve_dir(trainer), state, meta, self.config_yaml)
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         step = trainer.global_step

@@ -12,7 +12,8 @@ configured λ, `val/divergence_auroc_scalar` (−|μ_A − μ_B|, the scalar-RM 
 `val/divergence_auroc_best` / `val/divergence_lambda_best`, λ tuned over `LAMBDA_GRID` ON THE SAME VALIDATION SPLIT
 (optimistic; report it as tuned, or pick λ here and set `mean_var.divergence_lambda` for a held-out split).
 Packed batches (`PackedPreferenceBatch`, `PackedRatingBatch`, from `loader.packing`) take the padding-free forward
-pass and give the same rewards. The backbone is built in `configure_model`, so parsing a config never loads weights. ExPO and RewardBench live
+pass and give the same rewards. The backbone is built in `configure_model`, so parsing a config never loads weights;
+under `ModelParallelStrategy` it is then sharded with FSDP2 (`rlhf.models.sharding`). ExPO and RewardBench live
 elsewhere.
 """
 
@@ -31,9 +32,10 @@ from torch import Tensor
 from rlhf.checkpoint import load_trained, read_meta, specs_from_meta
 from rlhf.losses import DEFAULT_EDGES, PAIRWISE_LOSSES, LossName, masked_mse, mean_var_kl_loss, mean_var_nll_loss
 from rlhf.metrics import disagreement_metrics, pairwise_accuracy, pearson
-from rlhf.models.backbone import BackboneSpec
+from rlhf.models.backbone import DTYPES, BackboneSpec
 from rlhf.models.heads import HeadSpec, attribute_slots
 from rlhf.models.reward_model import RewardModel, build_reward_model
+from rlhf.models.sharding import shard_model
 from rlhf.types import HS2_ATTRIBUTES, DisagreementBatch, PackedPreferenceBatch, PackedRatingBatch, PreferenceBatch, RatingBatch
 
 PairBatch = PreferenceBatch | PackedPreferenceBatch
@@ -110,6 +112,8 @@ class RewardModelModule(LightningModule):
             if head.n_out != self.head_spec.n_out:
                 raise ValueError(f"init_from {self.init_from} has a {head.n_out}-output head, this model {self.head_spec.n_out}")
             load_trained(self.model, self.init_from)
+        if self.device_mesh is not None:  # ModelParallelStrategy: FSDP2 over the data-parallel ranks
+            shard_model(self.model, self.device_mesh, DTYPES[self.backbone_spec.dtype])
         self.model.train()  # from_pretrained returns eval mode; Lightning switches modes from here on
 
     def checkpoint_meta(self) -> dict:
