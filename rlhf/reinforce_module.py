@@ -4,7 +4,8 @@ Per batch of prompts: sample K responses each (no grad), score the decoded text 
 recompute log π with grad and log π_ref with the adapter disabled, r̃ = r − β·KL (KL without grad), RLOO advantages
 over the samples that ended, loss = token mean of −log π · A. One optimizer step per batch (or per accumulated
 batches: samples stay on-policy, since weights change only at the step). The reference is the LoRA policy with its
-adapter off; only LoRA weights train. Left out: PPO clipping, several updates per rollout, a value model.
+adapter off; only LoRA weights train. Under ModelParallelStrategy the policy and the RM are sharded with FSDP2.
+Left out: PPO clipping, several updates per rollout, a value model.
 """
 
 from __future__ import annotations
@@ -26,8 +27,9 @@ from torch import Tensor
 
 from rlhf.advantages import counted_samples, kl_penalised_reward, rloo_advantages, whiten
 from rlhf.losses import KLAggregate, KLEstimator, masked_mean, reinforce_loss, sequence_kl
-from rlhf.models.backbone import BackboneSpec, load_backbone, load_tokenizer
+from rlhf.models.backbone import DTYPES, BackboneSpec, load_backbone, load_tokenizer
 from rlhf.models.policy import GenerationSpec, eos_token_ids, reference_logprobs, sample, token_stats
+from rlhf.models.sharding import shard_model
 from rlhf.rewards import RewardSource
 from rlhf.rollout import make_rollout, sample_rows
 from rlhf.types import PromptBatch, Rollout
@@ -93,6 +95,9 @@ class ReinforceModule(LightningModule):
         self.tokenizer = load_tokenizer(self.backbone_spec.name_or_path)
         self.eos_ids = eos_token_ids(self.model, self.tokenizer)
         self.reward.build()
+        if self.device_mesh is not None:  # ModelParallelStrategy: FSDP2 for the policy and the reward model
+            shard_model(self.model, self.device_mesh, DTYPES[self.backbone_spec.dtype])
+            self.reward.shard(self.device_mesh)
         self.reward.requires_grad_(False).train()  # frozen; its score() runs in eval mode and restores this flag
         self.model.train()  # from_pretrained returns eval mode; generation and the reference pass switch to eval
         if self.backbone_spec.lora.dropout > 0:
@@ -118,7 +123,7 @@ class ReinforceModule(LightningModule):
     def training_step(self, batch: PromptBatch, batch_idx: int) -> Tensor:
         k, temperature, obj = self.generation.num_samples, self.generation.temperature, self.objective
         with self._timed("generate"):
-            sequences = sample(self.model, batch, self.generation, self.eos_ids, self.tokenizer.pad_token_id)  # (B·K, P+R)
+            sequences = sample(self.model, batch, self.generation, self.eos_ids, self.tokenizer.pad_token_id, self.device_mesh is not None)  # (B·K, P+R)
         with self._timed("score"):
             rollout = make_rollout(sequences, batch, k, self.tokenizer, self.reward, self.eos_ids)
         ids, mask, start = rollout.sequences, rollout.attention_mask, rollout.prompt_length
@@ -165,6 +170,7 @@ class ReinforceModule(LightningModule):
 
 def log_sample_table(trainer: Any, rows: list[list[Any]], step: int) -> None:
     """A wandb.Table under "rollout/samples" for each WandbLogger; otherwise printed and appended to samples.csv."""
+    log_dir = trainer.log_dir  # on every rank: Trainer.log_dir broadcasts from rank 0, a collective
     if not trainer.is_global_zero:
         return
     wandb_loggers = [lg for lg in trainer.loggers if isinstance(lg, WandbLogger)]
@@ -174,7 +180,7 @@ def log_sample_table(trainer: Any, rows: list[list[Any]], step: int) -> None:
         return
     import csv
 
-    path = Path(trainer.log_dir or trainer.default_root_dir) / "samples.csv"
+    path = Path(log_dir or trainer.default_root_dir) / "samples.csv"
     path.parent.mkdir(parents=True, exist_ok=True)
     new = not path.exists()
     with path.open("a", newline="") as f:

@@ -5,6 +5,8 @@ loads a frozen reward model of any format this repo writes (training checkpoint,
 `AutoModelForSequenceClassification` export; see `rlhf.score.load_scorer`), re-renders each pair in the RM's OWN
 template from its config.yaml and tokenises it with the RM's tokenizer under evaluation's "truncate" rule.
 `CharFrequencyReward` is a programmatic reward for tests and demos. Weights load in `build()`, never at parse time.
+`shard(mesh)` splits a loaded RM with FSDP2 next to a sharded policy; each rank then pads its scoring to the
+largest number of forward passes of any rank, since every sharded forward is a collective.
 """
 
 from __future__ import annotations
@@ -30,6 +32,9 @@ class RewardSource(nn.Module):
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> Tensor:
         """(N,) float32 rewards on the CPU for N raw prompts and decoded responses (no EOS token, no template)."""
         raise NotImplementedError
+
+    def shard(self, mesh) -> None:
+        """Shard any network over `mesh` (FSDP2) when the policy is sharded; sources without one ignore it."""
 
 
 class CharFrequencyReward(RewardSource):
@@ -65,6 +70,7 @@ class RewardModelScore(RewardSource):
         self.encoder: Encoder | None = None
         self.pad_id = 0
         self.truncated = 0  # sequences the "truncate" rule cut so far (a sign the RM's max_length is too short)
+        self.sharded = False
 
     def build(self) -> None:
         if self.model is not None:
@@ -89,4 +95,27 @@ class RewardModelScore(RewardSource):
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> Tensor:
         from rlhf.eval.score_pairs import score_sequences
 
-        return score_sequences(self.model, self.encode(prompts, responses), self.pad_id, self.batch_size, packing=self.packing)
+        sequences = self.encode(prompts, responses)
+        if self.sharded:
+            self._match_forward_passes(len({tuple(x) for x in sequences}))
+        return score_sequences(self.model, sequences, self.pad_id, self.batch_size, packing=self.packing)
+
+    def shard(self, mesh) -> None:
+        from rlhf.models.sharding import shard_model
+
+        dtype = next(p for p in self.model.parameters() if p.is_floating_point()).dtype
+        shard_model(self.model, mesh, dtype)
+        self.sharded = True
+
+    @torch.no_grad()
+    def _match_forward_passes(self, unique: int) -> None:
+        """Run as many 1-token forward passes as this rank has fewer batches than the busiest rank."""
+        import torch.distributed as dist
+
+        device = next(self.model.parameters()).device
+        mine = -(-unique // self.batch_size)
+        most = torch.tensor([mine], device=device)
+        dist.all_reduce(most, op=dist.ReduceOp.MAX)
+        ids, mask = torch.ones((1, 1), dtype=torch.long, device=device), torch.ones((1, 1), dtype=torch.bool, device=device)
+        for _ in range(int(most) - mine):
+            self.model(ids, mask)

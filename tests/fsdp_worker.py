@@ -1,8 +1,8 @@
 """Worker for tests/test_fsdp.py: a reward-model fit through train.py's CLI, sharded with FSDP2 over CPU processes.
 
-`python tests/fsdp_worker.py OUT.json DEVICES ARG...` runs `reward_main(ARG... + ModelParallelStrategy on DEVICES
-gloo processes)`; Lightning re-launches this script once per extra rank. Rank 0 writes the rank-averaged training
-loss of every step to OUT.json. Not a test module itself (no `test_` prefix).
+`python tests/fsdp_worker.py reward|align OUT.json DEVICES ARG...` runs `reward_main` or `align_main` with ARG... and
+ModelParallelStrategy on DEVICES gloo processes; Lightning re-launches this script once per extra rank. Rank 0 writes
+the rank-averaged training loss of every step to OUT.json. Not a test module itself (no `test_` prefix).
 """
 
 from __future__ import annotations
@@ -37,17 +37,17 @@ def sharded_args(devices: int) -> list[str]:
 
 
 def main() -> None:
-    from rlhf.cli import reward_main
+    from rlhf.cli import align_main, reward_main
 
-    out, devices, args = sys.argv[1], int(sys.argv[2]), sys.argv[3:]
-    cli = reward_main(args + sharded_args(devices), run=False)
+    entry, out, devices, args = sys.argv[1], sys.argv[2], int(sys.argv[3]), sys.argv[4:]
+    cli = {"reward": reward_main, "align": align_main}[entry](args + sharded_args(devices), run=False)
     recorder = LossRecorder()
     cli.trainer.callbacks.append(recorder)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     if cli.trainer.is_global_zero:
         from torch.distributed.fsdp import FSDPModule
 
-        sharded = sum(isinstance(m, FSDPModule) for m in cli.model.model.modules())
+        sharded = sum(isinstance(m, FSDPModule) for m in cli.model.modules())
         Path(out).write_text(json.dumps({"losses": recorder.losses, "fsdp_modules": sharded, "world_size": cli.trainer.world_size}))
 
 

@@ -4,11 +4,14 @@ Lightning always shuffles training data through a `DistributedSampler` (seed = t
 micro-batch s holds pairs perm[4s + r], perm[4s + r + 2]; the single-process run reads the training set in perm order,
 4 pairs per batch, i.e. the same pairs per step. Scaled-BT is a mean over pairs and FSDP averages gradients over ranks, so
 the rank-averaged loss of both steps (step 2 after one AdamW update) and the saved LoRA + head weights must agree.
+A REINFORCE run (policy and reward model both sharded; generation with synced_gpus, packed RM scoring, chunked
+log-probs) trains 2 steps over 2 processes and saves full (gathered) LoRA tensors; sampling makes it a smoke test.
 """
 
 from __future__ import annotations
 
 import json
+import math
 import os
 import subprocess
 import sys
@@ -37,13 +40,17 @@ def _args(tiny_llama_dir, synthetic_dir, root: Path, batch_size: int) -> list[st
     ]
 
 
-def test_two_process_fsdp_matches_single_process(tiny_llama_dir, synthetic_dir, tmp_path):
-    out = tmp_path / "sharded.json"
+def _run_sharded(entry: str, out: Path, args: list[str]) -> dict:
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
-    cmd = [sys.executable, str(REPO / "tests/fsdp_worker.py"), str(out), "2", *_args(tiny_llama_dir, synthetic_dir, tmp_path / "sharded", 2)]
+    cmd = [sys.executable, str(REPO / "tests/fsdp_worker.py"), entry, str(out), "2", *args]
     proc = subprocess.run(cmd, env=env, cwd=REPO, capture_output=True, text=True, timeout=300)
     assert proc.returncode == 0, proc.stderr[-4000:]
-    sharded = json.loads(out.read_text())
+    return json.loads(out.read_text())
+
+
+def test_two_process_fsdp_matches_single_process(tiny_llama_dir, synthetic_dir, tmp_path):
+    out = tmp_path / "sharded.json"
+    sharded = _run_sharded("reward", out, _args(tiny_llama_dir, synthetic_dir, tmp_path / "sharded", 2))
     assert sharded["world_size"] == 2 and sharded["fsdp_modules"] == 3  # 2 decoder layers + the root
 
     cli = reward_main(_args(tiny_llama_dir, synthetic_dir, tmp_path / "single", 4) + ["--trainer.accelerator=cpu", "--trainer.devices=1"], run=False)
@@ -63,3 +70,23 @@ def test_two_process_fsdp_matches_single_process(tiny_llama_dir, synthetic_dir, 
     for key in a:
         assert a[key].shape == b[key].shape  # full tensors, not one rank's shard
         torch.testing.assert_close(a[key], b[key], atol=1e-4, rtol=0)
+
+
+def test_two_process_fsdp_reinforce(tiny_llama_dir, synthetic_dir, tmp_path):
+    rm = reward_main(_args(tiny_llama_dir, synthetic_dir, tmp_path / "rm", 4) + ["--trainer.accelerator=cpu", "--trainer.devices=1", "--trainer.max_steps=1"], run=False)
+    rm.trainer.fit(rm.model, datamodule=rm.datamodule)
+    args = [
+        "--config", "configs/align/demo_tiny.yaml", f"--model.backbone.name_or_path={tiny_llama_dir}", "--model.backbone.lora.r=4",
+        f"--model.reward.init_args.path={tmp_path}/rm/checkpoint", "--model.reward.init_args.batch_size=3",
+        "--model.reward.init_args.packing=true", "--model.generation.max_new_tokens=6", "--model.logprob_chunk_tokens=5",
+        "--model.sample_table_every_n_steps=1", "--trainer.max_steps=2", "--trainer.logger=false",
+        f"--trainer.default_root_dir={tmp_path}/align", f"--checkpoint.dirpath={tmp_path}/align/checkpoint",
+        f"--data.path={synthetic_dir}/preference_train.jsonl", "--data.batch_size=2",
+    ]
+    result = _run_sharded("align", tmp_path / "align.json", args)
+    assert result["world_size"] == 2 and result["fsdp_modules"] == 6  # policy and RM: 2 layers + root each
+    assert len(result["losses"]) == 2 and all(math.isfinite(x) for x in result["losses"])
+    state = load_file(tmp_path / "align/checkpoint/model.safetensors")
+    q_a = [v for k, v in state.items() if "q_proj.lora_A" in k]
+    assert q_a and all(v.shape == (4, 32) for v in q_a)  # whole (r, hidden) tensors, not half-row shards
+    assert any(v.abs().sum() > 0 for k, v in state.items() if "lora_B" in k)  # trained away from B = 0

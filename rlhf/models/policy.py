@@ -79,8 +79,11 @@ def eos_token_ids(model: nn.Module, tokenizer) -> list[int]:
 
 
 @torch.no_grad()
-def sample(model: nn.Module, batch: PromptBatch, spec: GenerationSpec, eos_ids: Sequence[int], pad_id: int) -> Tensor:
-    """K samples per prompt with `generate`, in eval mode: (B·K, P + R) ids, prompt-major (rows i·K … i·K+K−1)."""
+def sample(model: nn.Module, batch: PromptBatch, spec: GenerationSpec, eos_ids: Sequence[int], pad_id: int, synced_gpus: bool = False) -> Tensor:
+    """K samples per prompt with `generate`, in eval mode: (B·K, P + R) ids, prompt-major (rows i·K … i·K+K−1).
+
+    `synced_gpus` keeps every rank stepping until all ranks are done (needed when the model is sharded).
+    """
     with eval_mode(model):
         return model.generate(
             input_ids=batch.input_ids,
@@ -94,6 +97,7 @@ def sample(model: nn.Module, batch: PromptBatch, spec: GenerationSpec, eos_ids: 
             eos_token_id=list(eos_ids),
             pad_token_id=pad_id,
             use_cache=True,
+            synced_gpus=synced_gpus,
         )
 
 

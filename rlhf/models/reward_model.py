@@ -39,8 +39,14 @@ class RewardModel(nn.Module):
         self.head = head
         self.reward_slot = reward_slot
 
-    def forward(self, input_ids: Tensor, attention_mask: Tensor) -> Tensor:
-        """(B, T) ids and bool mask → (B, n_out) head outputs."""
+    def forward(self, input_ids: Tensor | PackedTokens, attention_mask: Tensor | None = None) -> Tensor:
+        """(B, T) ids and bool mask, or B packed sequences (no mask) → (B, n_out) head outputs.
+
+        Packed input goes through `forward` too, so wrappers that hook the forward (FSDP) see every call.
+        """
+        if isinstance(input_ids, PackedTokens):
+            hidden = packed_hidden(self.backbone, input_ids)  # (1, T, H)
+            return self._head(hidden[0, input_ids.last_index.to(hidden.device)])
         out = self.backbone(
             input_ids=input_ids,
             attention_mask=attention_mask.long(),
@@ -51,8 +57,7 @@ class RewardModel(nn.Module):
 
     def forward_packed(self, tokens: PackedTokens) -> Tensor:
         """N packed sequences → (N, n_out) head outputs at each sequence's last token."""
-        hidden = packed_hidden(self.backbone, tokens)  # (1, T, H)
-        return self._head(hidden[0, tokens.last_index.to(hidden.device)])
+        return self(tokens)
 
     def _head(self, pooled: Tensor) -> Tensor:
         if isinstance(self.head, MeanVarHead):
