@@ -1,6 +1,7 @@
 """Every reward-model YAML (configs/reward, configs/demo) parses with train.py's CLI and prints its resolved config.
 
-configs/align/*.yaml belong to align.py and are parsed in tests/test_align_configs.py; together they cover every
+configs/align/*.yaml belong to align.py and are parsed in tests/test_align_configs.py, configs/dpo in
+tests/test_dpo_configs.py and configs/scale (70B, 8 GPUs) in tests/test_scale_configs.py; together they cover every
 YAML under configs/.
 """
 
@@ -19,7 +20,7 @@ CONFIGS = [c for c in ALL_CONFIGS if c.parts[1] in ("reward", "demo")]
 
 
 def test_every_config_belongs_to_an_entry_point():
-    assert {c.parts[1] for c in ALL_CONFIGS} <= {"reward", "demo", "align", "dpo"}
+    assert {c.parts[1] for c in ALL_CONFIGS} <= {"reward", "demo", "align", "dpo", "scale"}
 
 
 def test_configs_exist():
