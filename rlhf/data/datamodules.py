@@ -4,7 +4,9 @@ Rows come from local JSONL/Parquet files or, with network, from the hub (`nvidia
 data's `split` column gives train/val). Examples are rendered with the configured template, tokenised once in
 `setup`, and over-length examples are handled by the explicit policy in `rlhf.data.encode`; the counts are logged.
 Validation never drops an example: it uses the "truncate" rule. `loader.packing` collates each batch into one
-unpadded row (padding-free packing, `rlhf.data.collate.pack`) for training and validation alike.
+unpadded row (padding-free packing, `rlhf.data.collate.pack`) for training and validation alike; `loader.token_budget`
+forms micro-batches of similar-length examples up to a number of tokens instead of a fixed count
+(`rlhf.data.token_budget`).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from rlhf.data import helpsteer2
 from rlhf.data.collate import PACKED_COLLATE, EncodedPair, EncodedRating, PaddingSide, collate_preferences, collate_ratings
 from rlhf.data.encode import EncodeStats, Encoder
 from rlhf.data.templates import TemplateSpec
+from rlhf.data.token_budget import budget_batches, collate_group
 from rlhf.types import PreferencePair, RatingExample
 
 
@@ -36,6 +39,8 @@ class LoaderSpec:
         padding_side: "right" or "left"; rewards do not depend on it.
         packing: concatenate each batch's sequences into one unpadded row with per-sequence position ids (no
             compute on padding; rewards unchanged). Preference and rating data only.
+        token_budget: if set, micro-batches hold similar-length examples up to this many tokens (packed: Σ lengths;
+            padded: rows × longest) and batch_size / eval_batch_size are ignored. Preference and rating data only.
     """
 
     batch_size: int = 8
@@ -44,6 +49,7 @@ class LoaderSpec:
     num_workers: int = 0
     padding_side: PaddingSide = "right"
     packing: bool = False
+    token_budget: int | None = None
 
 
 class TokenizedDataModule(LightningDataModule):
@@ -80,6 +86,9 @@ class TokenizedDataModule(LightningDataModule):
                 raise ValueError(f"{type(self).__name__}: loader.packing is not supported for this data (preference and rating data only)")
             collate = PACKED_COLLATE[collate]
         fn = partial(collate, pad_id=self.pad_id, side=self.loader.padding_side)
+        if self.loader.token_budget is not None:
+            groups = budget_batches([_row_lengths(it) for it in items], self.loader.token_budget, self.loader.packing)
+            items, batch_size, fn = [[items[i] for i in g] for g in groups], 1, partial(collate_group, fn)
         return DataLoader(items, batch_size=batch_size, shuffle=shuffle, collate_fn=fn, num_workers=self.loader.num_workers)
 
     def _load_split(self, encoder: Encoder, split: Literal["train", "val"]) -> list:
@@ -108,6 +117,15 @@ class TokenizedDataModule(LightningDataModule):
         size = self.loader.eval_batch_size or self.loader.batch_size
         loaders = [self._loader(v, fn, size, False) for v, fn in zip(self._val, self._collate_fns)]
         return loaders[0] if len(loaders) == 1 else loaders
+
+
+def _row_lengths(item: object) -> list[int]:
+    """Token lengths of the rows an example becomes: [chosen, rejected] for a pair, [response] for a rating."""
+    if isinstance(item, EncodedPair):
+        return [len(item.chosen_ids), len(item.rejected_ids)]
+    if isinstance(item, EncodedRating):
+        return [len(item.input_ids)]
+    raise ValueError(f"loader.token_budget is not supported for {type(item).__name__} examples (preference and rating data only)")
 
 
 def _encode_pairs(encoder: Encoder, pairs: list[PreferencePair], policy: str, stats: EncodeStats) -> list[EncodedPair]:
