@@ -39,9 +39,9 @@ def test_pairs_stay_whole_and_oversize_raises():
 def test_random_lengths_every_batch_within_budget_every_example_once(packed):
     rng = random.Random(0)
     lengths = [[rng.randint(1, 60), rng.randint(1, 60)] for _ in range(300)]
-    batches = budget_batches(lengths, 200, packed)
+    batches = budget_batches(lengths, 500, packed)
     assert sorted(i for b in batches for i in b) == list(range(300))
-    assert all(batch_cost([n for i in b for n in lengths[i]], packed) <= 200 for b in batches)
+    assert all(batch_cost([n for i in b for n in lengths[i]], packed) <= 500 for b in batches)
     assert len(batches) < 300 / 2  # it does batch: more than two examples per micro-batch on average
 
 
