@@ -47,9 +47,9 @@ def test_random_lengths_every_batch_within_budget_every_example_once(packed):
 
 @pytest.mark.parametrize("packing", [True, False])
 def test_data_module_loaders_obey_budget(tiny_llama_dir, synthetic_dir, packing):
-    budget = 300
+    budget = 1200  # 2 rows x max_length 256 = 512 fits: at least one pair per micro-batch
     dm = PreferenceDataModule(train_path=str(synthetic_dir / "preference_train.jsonl"), val_path=str(synthetic_dir / "preference_val.jsonl"),
-                              tokenizer=str(tiny_llama_dir), template=TemplateSpec(system=""), max_length=120,
+                              tokenizer=str(tiny_llama_dir), template=TemplateSpec(system=""), max_length=256,
                               loader=LoaderSpec(batch_size=2, packing=packing, token_budget=budget))
     dm.setup("fit")
     seen = 0
