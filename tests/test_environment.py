@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import tomllib
-from importlib.metadata import version
+from importlib.metadata import PackageNotFoundError, version
 from pathlib import Path
 
 import yaml
@@ -34,3 +34,14 @@ def test_installed_versions_match_pins():
     project = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]
     for name, pinned in _pins(project["dependencies"]).items():
         assert version(name).split("+")[0] == pinned, f"{name}: installed {version(name)}, pinned {pinned}"
+
+
+def test_bench_extra_is_pinned_and_matches_if_installed():
+    extras = tomllib.loads((REPO / "pyproject.toml").read_text())["project"]["optional-dependencies"]
+    pins = _pins(extras["bench"])
+    assert set(pins) == {"trl"}
+    try:
+        installed = version("trl")
+    except PackageNotFoundError:  # the extra is optional: tests never need it
+        return
+    assert installed == pins["trl"]

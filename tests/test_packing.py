@@ -1,7 +1,8 @@
-"""Padding-free packing: hand values of `pack` and the block-causal mask, then packed == padded on a tiny Llama.
+"""Padding-free packing: hand values of `pack` and of the masked path's row layout, then packed == padded on a tiny Llama.
 
 Rewards (fp32 CPU, ≤ 1e-5), the scaled-BT loss and the gradients of every trained weight (LoRA + head) agree
-between a packed row and the same sequences padded right or left, on the SDPA and eager masked paths; a 2-step
+between a packed row and the same sequences padded right or left, on the SDPA and eager masked paths (whose row
+layout leaves padded tails, so those are covered too); a 2-step
 fit through the CLI with `loader.packing` trains on `PackedPreferenceBatch`es; packed scoring equals padded scoring.
 """
 
@@ -17,7 +18,7 @@ from rlhf.eval.score_pairs import score_sequences
 from rlhf.losses import PAIRWISE_LOSSES
 from rlhf.models.backbone import BackboneSpec, LoraSpec
 from rlhf.models.heads import HeadSpec
-from rlhf.models.packing import block_causal_mask, segment_ids
+from rlhf.models.packing import row_layout, segment_ids
 from rlhf.models.reward_model import build_reward_model
 from rlhf.types import PackedPreferenceBatch
 
@@ -34,10 +35,15 @@ def test_pack_hand_values():
         pack([[1], []])
 
 
-def test_block_causal_mask_hand_values():
-    cu = torch.tensor([0, 2, 3], dtype=torch.int32)  # sequences [0, 1] and [2]
-    assert segment_ids(cu).tolist() == [0, 0, 1]
-    assert block_causal_mask(cu)[0, 0].int().tolist() == [[1, 0, 0], [1, 1, 0], [0, 0, 1]]
+def test_segments_and_row_layout_hand_values():
+    cu = torch.tensor([0, 3, 5, 9], dtype=torch.int32)  # lengths 3, 2, 4
+    assert segment_ids(cu).tolist() == [0, 0, 0, 1, 1, 2, 2, 2, 2]
+    # width 4 (the longest); longest first: seq 2 → row 0; seq 0 (3) → row 1; seq 1 (2) fits neither → row 2
+    dest, rows, width = row_layout(cu)
+    assert (rows, width) == (3, 4) and dest.tolist() == [4, 5, 6, 8, 9, 0, 1, 2, 3]
+    # lengths 3, 1, 4: seq 1 (1 token) fills row 1 after seq 0
+    dest, rows, width = row_layout(torch.tensor([0, 3, 4, 8], dtype=torch.int32))
+    assert (rows, width) == (2, 4) and dest.tolist() == [4, 5, 6, 7, 0, 1, 2, 3]
 
 
 def test_packed_preference_collate_order_and_move():
