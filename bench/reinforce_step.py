@@ -5,7 +5,8 @@ samples per prompt with HF `generate` (temperature 1, no top-k/p, `--new-tokens`
 emit EOS, so lengths are equal), the same frozen reward model (a 1-step checkpoint of this repo, scored through
 `rlhf.rewards.RewardModelScore`; TRL gets it as a Python reward function), β = 0.01, AdamW, `--prompts` prompts per
 step. Ours runs `align.py`'s CLI (configs/align/demo_tiny.yaml with overrides); TRL's RLOOTrainer gets peft's LoRA, so
-its reference is also the adapter-off model. Timed steps follow `--warmup` untimed ones. TRL runs only when `trl`
+its reference is also the adapter-off model. Timed steps follow `--warmup` untimed ones; each side runs `--repeats`
+times, alternating, and the median run is reported. TRL runs only when `trl`
 is installed (`pip install -e ".[bench]"`). Example: OMP_NUM_THREADS=1 python bench/reinforce_step.py --shape tiny
 """
 
@@ -123,6 +124,11 @@ def _mean(steps: list[dict], key: str) -> float:
     return statistics.mean(s[key] for s in steps)
 
 
+def _median(runs: list[list[dict]]) -> list[dict]:
+    """The run (list of timed steps) with the median mean step time."""
+    return sorted(runs, key=lambda r: _mean(r, "total"))[len(runs) // 2]
+
+
 def main(argv: list[str] | None = None) -> dict:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--shape", choices=sorted(SHAPES), default="tiny")
@@ -131,6 +137,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--new-tokens", type=int, default=32)
     p.add_argument("--steps", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
+    p.add_argument("--repeats", type=int, default=3, help="runs per side, alternating; the median run is reported")
     p.add_argument("--no-trl", action="store_true")
     p.add_argument("--json", type=Path, default=None)
     args = p.parse_args(argv)
@@ -141,11 +148,20 @@ def main(argv: list[str] | None = None) -> dict:
         model_dir = save_random_llama(args.shape, tmp / "policy", max_positions=1024)
         generate(tmp / "data", seed=0, n_train_prompts=40, n_val_prompts=8)
         rm = make_reward_model(model_dir, tmp / "data", tmp / "rm")
-        ours = run_ours(model_dir, rm, tmp / "data", args, tmp / "ours")
+        with_trl = not args.no_trl and importlib.util.find_spec("trl") is not None
+        ours_runs, trl_runs = [], []
+        for rep in range(args.repeats):  # alternate: a shared machine's load drifts over time
+            order = ["ours", "trl"] if rep % 2 == 0 else ["trl", "ours"]
+            for name in order:
+                if name == "ours":
+                    ours_runs.append(run_ours(model_dir, rm, tmp / "data", args, tmp / f"ours{rep}"))
+                elif with_trl:
+                    trl_runs.append(run_trl(model_dir, rm, tmp / "data", args, tmp / f"trl{rep}"))
+        ours = _median(ours_runs)
         report = {"device": device_name(), "shape": args.shape, "prompts": args.prompts, "k": args.k, "new_tokens": args.new_tokens,
-                  "ours": {k: _mean(ours, k) for k in ("generate", "score", "train", "total")}}
-        if not args.no_trl and importlib.util.find_spec("trl") is not None:
-            report["trl_rloo"] = {"total": _mean(run_trl(model_dir, rm, tmp / "data", args, tmp / "trl"), "total")}
+                  "steps": args.steps, "repeats": args.repeats, "ours": {k: _mean(ours, k) for k in ("generate", "score", "train", "total")}}
+        if with_trl:
+            report["trl_rloo"] = {"total": _mean(_median(trl_runs), "total")}
             report["ratio trl/ours step time"] = report["trl_rloo"]["total"] / report["ours"]["total"]
     o = report["ours"]
     print(f"device: {report['device']}; shape {args.shape}; {args.prompts} prompts x K={args.k}, {args.new_tokens} new tokens; mean of {args.steps} steps")

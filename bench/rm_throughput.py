@@ -2,7 +2,8 @@
 
 Every method trains the same random-weight Llama (`--shape`) with the same LoRA (r 16 on all 7 projections) and a
 1-output head, Bradley-Terry loss, AdamW, on the same synthetic pairs (lengths uniform in [--min-len, --max-len]),
-`--batch-pairs` pairs per step. Reported per method: real (non-padding) tokens/s, pairs/s, step time, peak CUDA
+`--batch-pairs` pairs per step; each method runs `--repeats` times in rotated order and the median run (by seconds
+per token) is reported. Reported per method: real (non-padding) tokens/s, pairs/s, step time, peak CUDA
 memory and MFU (GPU; see bench/common.py for the FLOPs), then ratios against the padded path and against TRL.
 TRL runs only when `trl` is installed (`pip install -e ".[bench]"`); its model is the same weights loaded as
 `AutoModelForSequenceClassification(num_labels=1)` with peft's LoRA, fed pre-tokenised `chosen_ids`/`rejected_ids`.
@@ -140,6 +141,7 @@ def main(argv: list[str] | None = None) -> dict:
     p.add_argument("--min-len", type=int, default=32)
     p.add_argument("--max-len", type=int, default=256)
     p.add_argument("--peak-tflops", type=float, default=None, help="device peak for MFU (default: known GPUs only)")
+    p.add_argument("--repeats", type=int, default=3, help="runs per method, in rotated order; the median run is reported")
     p.add_argument("--no-trl", action="store_true")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
     args = p.parse_args(argv)
@@ -149,12 +151,17 @@ def main(argv: list[str] | None = None) -> dict:
     batches = [items[i * args.batch_pairs:(i + 1) * args.batch_pairs] for i in range(n_steps)]
     mean_len = sum(len(it.chosen_ids) + len(it.rejected_ids) for it in items) / (2 * len(items))
     peak = peak_tflops(args.peak_tflops)
+    runners = {"padded": lambda d: run_ours(d, batches, args.warmup, False), "packed": lambda d: run_ours(d, batches, args.warmup, True)}
+    if not args.no_trl and importlib.util.find_spec("trl") is not None:
+        runners["trl RewardTrainer"] = lambda d: run_trl(d, batches, args.warmup)
+    runs: dict[str, list[dict]] = {name: [] for name in runners}
     with tempfile.TemporaryDirectory() as tmp:
         model_dir = save_random_llama(args.shape, Path(tmp) / args.shape, max_positions=max(256, 2 * args.max_len))
-        results = [summarise("padded", run_ours(model_dir, batches, args.warmup, False), args.shape, mean_len, peak),
-                   summarise("packed", run_ours(model_dir, batches, args.warmup, True), args.shape, mean_len, peak)]
-        if not args.no_trl and importlib.util.find_spec("trl") is not None:
-            results.append(summarise("trl RewardTrainer", run_trl(model_dir, batches, args.warmup), args.shape, mean_len, peak))
+        names = list(runners)
+        for rep in range(args.repeats):  # rotate the order: a shared machine's load drifts over time
+            for name in names[rep % len(names):] + names[:rep % len(names)]:
+                runs[name].append(runners[name](model_dir))
+    results = [summarise(name, _median_run(rs), args.shape, mean_len, peak) for name, rs in runs.items()]
     by = {r["method"]: r for r in results}
     ratios = {"packed/padded tokens_per_s": by["packed"]["tokens_per_s"] / by["padded"]["tokens_per_s"]}
     if "trl RewardTrainer" in by:
@@ -163,12 +170,17 @@ def main(argv: list[str] | None = None) -> dict:
         ratios["padded/trl tokens_per_s"] = by["padded"]["tokens_per_s"] / trl["tokens_per_s"]
         if trl["peak_gib"]:
             ratios["packed/trl peak_memory"] = by["packed"]["peak_gib"] / trl["peak_gib"]
-    report = {"device": device_name(), "shape": args.shape, "batch_pairs": args.batch_pairs, "lengths": [args.min_len, args.max_len],
+    report = {"device": device_name(), "shape": args.shape, "batch_pairs": args.batch_pairs, "steps": args.steps, "repeats": args.repeats, "lengths": [args.min_len, args.max_len],
               "mean_len": mean_len, "padding_fraction": 1 - mean_len / _mean_padded(batches), "results": results, "ratios": ratios}
     _print(report)
     if args.json:
         args.json.write_text(json.dumps(report, indent=2))
     return report
+
+
+def _median_run(runs: list[dict]) -> dict:
+    """The run with the median time (token counts are equal across our runs; TRL's depend on its shuffling)."""
+    return sorted(runs, key=lambda r: r["seconds"] / max(r["tokens"], 1))[len(runs) // 2]
 
 
 def _mean_padded(batches: list[list[EncodedPair]]) -> float:
