@@ -16,7 +16,7 @@ import os
 import sys
 import time
 from dataclasses import dataclass
-from typing import Any
+from typing import Any, Literal
 
 import litserve as ls
 from fastapi import Header, HTTPException
@@ -48,7 +48,7 @@ class Encoded:
 
     sequences: list[list[int]]
     truncated: list[bool]
-    kind: str  # "single", "list" (/score) or "openrlhf" (/get_reward)
+    kind: Literal["single", "list", "openrlhf"]  # one /score object, a /score list, or a /get_reward body
 
 
 class RewardAPI(ls.LitAPI):
@@ -108,13 +108,13 @@ class RewardAPI(ls.LitAPI):
 
         try:
             ids = self.encoder.ids(prompt, response)
-            if len(ids) > self.item_limit:
-                raise RequestError(422, where, f"{len(ids)} tokens in the reward model's template; this server takes at most {self.item_limit}")
-            if len(ids) <= self.encoder.max_length:
-                return ids, False
-            return self.encoder.encode(prompt, [response], "truncate", EncodeStats())[0], True  # type: ignore[index]
         except ValueError as e:  # a template that cannot render this item (e.g. a chat template's checks)
-            raise e if isinstance(e, RequestError) else RequestError(422, where, str(e)) from e
+            raise RequestError(422, where, str(e)) from e
+        if len(ids) > self.item_limit:
+            raise RequestError(422, where, f"{len(ids)} tokens in the reward model's template; this server takes at most {self.item_limit}")
+        if len(ids) <= self.encoder.max_length:
+            return ids, False
+        return self.encoder.encode(prompt, [response], "truncate", EncodeStats())[0], True  # type: ignore[index]  # never drops
 
     def _raw_ids(self, text: str, where: str) -> list[int]:
         """An OpenRLHF query is already rendered text: tokenise as the RM's template would, never cut it."""

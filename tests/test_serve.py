@@ -4,7 +4,7 @@ Checks: `/score` equals offline scoring (≤ 1e-5), truncation flags included; c
 dynamic batches and a bad request in a batch fails only itself; every bad-input case gets its 4xx naming the field
 and `/health` still answers after it; the OpenRLHF `/get_reward` shape round-trips; align.py runs 2 steps against
 the server through `RemoteReward`; a server that is down gives a clear error after the retries; a mean-variance RM
-answers μ and σ (in-process, no HTTP).
+answers μ and σ, and an HF export the same rewards as the checkpoint (in-process, no HTTP).
 """
 
 from __future__ import annotations
@@ -272,3 +272,15 @@ def test_mean_variance_rm_answers_mu_and_sigma(tiny_llama_dir, tmp_path):
             out = api.model(torch.tensor([seq]), torch.ones(1, len(seq), dtype=torch.bool))
         assert item["reward"] == item["mu"] == pytest.approx(out[0, 0].item(), abs=1e-5)
         assert item["sigma"] == pytest.approx(api.model.sigma(out)[0].item(), abs=1e-5) and item["sigma"] > 0
+
+
+def test_an_hf_export_serves_the_same_rewards(rm_checkpoint, offline, tmp_path):
+    from rlhf.export import export_hf
+    from rlhf.serve_api import RewardAPI
+
+    api = RewardAPI(str(export_hf(rm_checkpoint, tmp_path / "hf")), max_batch_size=2)
+    api.setup("cpu")
+    requests_ = [[{"prompt": p, "response": r} for p, r in ITEMS[:2]], {"prompt": ITEMS[2][0], "response": ITEMS[2][1]}]
+    answers = [api.encode_response(a) for a in api.predict([api.decode_request(r) for r in requests_])]  # one dynamic batch
+    rewards = [r["reward"] for r in answers[0]["results"]] + [answers[1]["reward"]]
+    torch.testing.assert_close(torch.tensor(rewards), offline.score(*zip(*ITEMS[:3])), atol=1e-5, rtol=0)
