@@ -99,7 +99,7 @@ def _parser() -> argparse.ArgumentParser:
     p.add_argument("--model", required=True, help="RM checkpoint directory, adapter export or Hugging Face export")
     p.add_argument("--host", default="127.0.0.1", choices=["127.0.0.1", "0.0.0.0", "::"], help="address to bind (loopback by default)")
     p.add_argument("--port", type=int, default=8000)
-    p.add_argument("--max-batch-size", type=int, default=16, help="requests merged into one dynamic batch (1: no batching)")
+    p.add_argument("--max-batch-size", type=int, default=16, help="requests merged into one dynamic batch (1: no batching, faster on CPU; see docs/benchmarks.md)")
     p.add_argument("--batch-timeout", type=float, default=0.01, help="seconds to wait for a batch to fill")
     p.add_argument("--forward-batch-size", type=int, default=32, help="sequences per forward pass")
     p.add_argument("--max-body-bytes", type=int, default=ServeLimits.max_body_bytes)
@@ -124,7 +124,10 @@ def _interrupt(signum: int, frame: Any) -> None:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    args = _parser().parse_args(argv)
+    parser = _parser()
+    args = parser.parse_args(argv)
+    if args.api_key_env and not os.environ.get(args.api_key_env):
+        parser.error(f"--api-key-env {args.api_key_env}: that environment variable is not set (refusing to serve without the key)")
     limits = ServeLimits(args.max_body_bytes, args.max_items, args.max_item_tokens)
     api = RewardAPI(args.model, limits, args.forward_batch_size, args.api_key_env, args.max_batch_size, args.batch_timeout)
     devices = args.devices if args.devices == "auto" else int(args.devices)

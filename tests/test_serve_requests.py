@@ -1,4 +1,5 @@
-"""Request parsing of the reward-model server (`rlhf.serve_requests`), without a server: shapes, messages, field paths."""
+"""Request parsing of the reward-model server (`rlhf.serve_requests`), without a server: shapes, messages, field paths;
+and the command refusing an API-key variable that is not set."""
 
 from __future__ import annotations
 
@@ -42,3 +43,12 @@ def test_get_reward():
         parse_get_reward({"query": ["a", "b", "c"]}, 2)
     with pytest.raises(RequestError, match=r"body: expected an object"):
         parse_get_reward([{"query": ["a"]}], 2)
+
+
+def test_serve_refuses_an_unset_api_key_variable(monkeypatch, capsys):
+    from rlhf import serve
+
+    monkeypatch.delenv("RLHF_TEST_UNSET_KEY", raising=False)
+    with pytest.raises(SystemExit):
+        serve.main(["--model", "unused", "--api-key-env", "RLHF_TEST_UNSET_KEY"])
+    assert "RLHF_TEST_UNSET_KEY: that environment variable is not set" in capsys.readouterr().err
