@@ -92,6 +92,7 @@ def test_mean_var_lambda_is_tuned_and_used():
     assert m["auroc_contested"] == pytest.approx(1.0)
     assert m["auroc_contested_scalar"] == pytest.approx(0.5)
     assert m["lambda"] == 0.5
+    assert m["sigma_ratio_contested"] == pytest.approx(0.95 / 0.15)
 
 
 def test_orderings_and_table():

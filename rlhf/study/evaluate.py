@@ -9,7 +9,9 @@
 - pearson_q: Pearson correlation between rewards and q over all responses;
 - divergence AUROC with the scalar score −|r1 − r2| (and, with σ, −(|μ1 − μ2| − λ(σ1 + σ2))): `auroc_contested`
   separates the world's contested prompts from the others (the truth), `auroc_labels` separates "diverging" from
-  "high_agreement" pairs by the annotation rule (the paper's protocol).
+  "high_agreement" pairs by the annotation rule (the paper's protocol);
+- for a mean-variance RM, sigma_ratio_contested: mean σ on contested pairs over mean σ on the others (> 1: σ
+  learned where the groups disagree).
 Left out: RewardBench (the tiny model's 256-character context; the demo reports it separately).
 """
 
@@ -112,6 +114,8 @@ def truth_metrics(rewards: PairRewards, truth: TruthPairs, lam: float | None = N
     if rewards.sigma is not None:
         out["auroc_contested_scalar"] = float(auroc(divergence_scores(rewards, None), truth.contested))
         out["lambda"] = float(lam) if lam is not None else float("nan")
+        pair_sigma = rewards.sigma.double().mean(dim=1)  # (N,) mean σ of the two responses
+        out["sigma_ratio_contested"] = float(pair_sigma[truth.contested].mean() / pair_sigma[~truth.contested].mean())
     return out
 
 

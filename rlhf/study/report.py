@@ -90,6 +90,13 @@ def markdown(summary: dict[str, dict[str, tuple[float, float]]], checks: list[tu
         paper_rb = f"{v.paper['rewardbench']:.1f}" if "rewardbench" in v.paper else "–"
         paper_auc = f"{v.paper['auroc_labels']:.3f}" if "auroc_labels" in v.paper else "–"
         lines.append(f"| {v.label} | {paper_rb} | {paper_auc} | " + " | ".join(cells) + " |")
+    notes = [
+        ("scaled-bt-init-expo", "alpha", "ExPO α picked on validation truth accuracy"),
+        ("mean-var", "lambda", "Mean-Var λ picked on validation contested AUROC"),
+        ("mean-var", "sigma_ratio_contested", "Mean-Var mean σ on contested pairs / on the others"),
+        ("mean-var", "auroc_contested_scalar", "Mean-Var contested AUROC with λ = 0 (its μ alone)"),
+    ]
+    lines += [""] + [f"- {text}: {summary[v][k][0]:.3f} ± {summary[v][k][1]:.3f}" for v, k, text in notes if k in summary.get(v, {})]
     lines += ["", "Orderings of the paper (on the test split's truth accuracy unless named):", ""]
     lines += [f"- {'**held**' if held else '**did not hold**'}: {claim}. {numbers}" for claim, held, numbers in checks]
     return "\n".join(lines) + "\n"
