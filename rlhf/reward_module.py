@@ -33,6 +33,7 @@ from rlhf.metrics import disagreement_metrics, pairwise_accuracy, pearson
 from rlhf.models.backbone import BackboneSpec
 from rlhf.models.heads import HeadSpec, attribute_slots
 from rlhf.models.reward_model import RewardModel, build_reward_model
+from rlhf.resume import keep_trained, restore_trained
 from rlhf.types import HS2_ATTRIBUTES, DisagreementBatch, PreferenceBatch, RatingBatch
 
 LAMBDA_GRID: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
@@ -116,6 +117,12 @@ class RewardModelModule(LightningModule):
             **({"mean_var": dataclasses.asdict(self.mean_var)} if self.loss == "mean_var" else {}),
             "init_from": self.init_from,
         }
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        keep_trained(self, checkpoint)  # resume.ckpt: LoRA + head only, loadable with weights_only
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        restore_trained(self, checkpoint)
 
     def _pairwise(self, batch: PreferenceBatch) -> tuple[Tensor, Tensor]:
         rewards = self.model.reward(self.model(batch.input_ids, batch.attention_mask))  # (2B,)
