@@ -26,7 +26,7 @@ from torch import Tensor
 
 from rlhf.advantages import counted_samples, kl_penalised_reward, rloo_advantages, whiten
 from rlhf.losses import KLAggregate, KLEstimator, masked_mean, reinforce_loss, sequence_kl
-from rlhf.models.backbone import BackboneSpec, load_backbone, load_tokenizer
+from rlhf.models.backbone import BackboneSpec, check_tokenizer_fits, load_backbone, load_tokenizer
 from rlhf.models.policy import GenerationSpec, eos_token_ids, reference_logprobs, sample, token_stats
 from rlhf.resume import keep_trained, restore_trained
 from rlhf.rewards import RewardSource
@@ -89,6 +89,7 @@ class ReinforceModule(LightningModule):
             return
         self.model = load_backbone(self.backbone_spec, causal_lm=True)
         self.tokenizer = load_tokenizer(self.backbone_spec.name_or_path)
+        check_tokenizer_fits(self.tokenizer, self.model, self.backbone_spec.name_or_path)
         self.eos_ids = eos_token_ids(self.model, self.tokenizer)
         self.reward.build()
         self.reward.requires_grad_(False).train()  # frozen; its score() runs in eval mode and restores this flag
