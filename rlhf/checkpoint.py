@@ -107,7 +107,8 @@ class TrainedWeightsCheckpoint(Callback):
     (and every N steps); stops the run at a non-finite loss; writes `summary.json` at the end.
 
     Args:
-        dirpath: where to write; defaults to `<trainer.default_root_dir>/checkpoint`.
+        dirpath: where to write; defaults to `<trainer.default_root_dir>/checkpoint`. Environment variables are
+            expanded (`runs/sweep/$WANDB_RUN_ID`: one directory per sweep run).
         every_n_train_steps: also save every N optimizer steps (0: only at the end).
         save_resume_state: also write `resume.ckpt` (optimizer, scheduler, loops, RNG, data position) so that
             `fit --ckpt_path <dirpath>` continues the run exactly.
@@ -124,7 +125,7 @@ class TrainedWeightsCheckpoint(Callback):
         self._earlier_wall_time = 0.0  # of the runs this one resumes
 
     def resolve_dir(self, trainer: Trainer) -> Path:
-        return Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "checkpoint"
+        return Path(os.path.expandvars(self.dirpath)) if self.dirpath else Path(trainer.default_root_dir) / "checkpoint"
 
     def save(self, trainer: Trainer, pl_module: LightningModule) -> Path | None:
         state = trained_state_dict(pl_module.model)
