@@ -20,6 +20,7 @@ from typing import Any
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from lightning.pytorch.utilities import rank_zero_warn
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
@@ -111,7 +112,7 @@ class TrainedWeightsCheckpoint(Callback):
             expanded (`runs/sweep/$WANDB_RUN_ID`: one directory per sweep run).
         every_n_train_steps: also save every N optimizer steps (0: only at the end).
         save_resume_state: also write `resume.ckpt` (optimizer, scheduler, loops, RNG, data position) so that
-            `fit --ckpt_path <dirpath>` continues the run exactly.
+            `fit --ckpt_path <dirpath>` continues the run exactly (single-device and DDP runs only).
     """
 
     def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 0, save_resume_state: bool = True):
@@ -134,7 +135,7 @@ class TrainedWeightsCheckpoint(Callback):
             raise FloatingPointError(f"step {trainer.global_step}: trained tensor '{bad}' is not finite; not saving, the last good "
                                      f"checkpoint ({self.resolve_dir(trainer)}, step {self.last_saved_step}) is left as it was")
         directory = self.resolve_dir(trainer)
-        if self.save_resume_state:  # every rank takes part (barrier); rank 0 writes, then renames
+        if self.save_resume_state and _resume_supported(trainer):  # every rank takes part (barrier); rank 0 writes, renames
             tmp = directory / f".{RESUME_NAME}.tmp"
             trainer.save_checkpoint(tmp, weights_only=False)
             if trainer.is_global_zero:
@@ -184,6 +185,17 @@ class TrainedWeightsCheckpoint(Callback):
             self.save(trainer, pl_module)
         if trainer.is_global_zero:
             write_summary(self.resolve_dir(trainer), self.config_yaml, trainer.callback_metrics, trainer.global_step, self._wall_time())
+
+
+def _resume_supported(trainer: Trainer) -> bool:
+    """Resume state is written for one device and DDP; sharded strategies would gather the whole model first."""
+    from lightning.pytorch.strategies import DDPStrategy, SingleDeviceStrategy
+
+    if isinstance(trainer.strategy, (SingleDeviceStrategy, DDPStrategy)):
+        return True
+    rank_zero_warn(f"checkpoint: no resume.ckpt under {type(trainer.strategy).__name__} (only single-device and DDP runs "
+                   "write resume state); set checkpoint.save_resume_state=false to silence this")
+    return False
 
 
 def _last_batch_of_fit(trainer: Trainer) -> bool:

@@ -1,12 +1,12 @@
 """Exact resume: what a run needs beyond its trained weights to continue as if it had never stopped.
 
-Lightning's own `trainer.fit(ckpt_path=...)` restores the optimizer, the scheduler and the loop counters; this file
-adds what it leaves out. `rng_state`/`set_rng_state`: torch (CPU and CUDA), numpy and Python RNGs as tensors and
-plain values, so `torch.load(weights_only=True)` reads them. `EpochSampler`: a shuffle that is a pure function of
-(seed, epoch) and can skip the batches an interrupted epoch already consumed. `keep_trained`/`restore_trained`:
-the Lightning checkpoint holds only trainable tensors (LoRA + head); on load they are checked against the freshly
-built model, whose frozen base is not touched. `resume_file` maps a checkpoint directory to its `resume.ckpt`. Left out: resuming
-with a different world size or batch size (the data position is counted in batches).
+Lightning's `trainer.fit(ckpt_path=...)` restores optimizer, scheduler and loop counters; this file adds the rest.
+`rng_state`/`set_rng_state`: torch (CPU, CUDA), numpy and Python RNGs as tensors and plain values, readable with
+`torch.load(weights_only=True)`. `EpochSampler`: a shuffle that is a pure function of (seed, epoch) and skips the
+batches an interrupted epoch already trained on (`data_position`/`resumed_sampler`). `keep_trained`/`restore_trained`:
+the Lightning checkpoint keeps only trainable tensors (LoRA + head), checked by name and shape on load; the frozen
+base is not touched. `resume_file`: a checkpoint directory's `resume.ckpt`. Left out: resuming with another world
+size or batch size (the data position is counted in batches).
 """
 
 from __future__ import annotations
