@@ -6,12 +6,15 @@ The resumed run reads `resume.ckpt` with `weights_only=True` (optimizer, schedul
 
 from __future__ import annotations
 
+import random
+
 import lightning as L
+import numpy as np
 import pytest
 import torch
 
 from rlhf.cli import align_main, reward_main
-from rlhf.resume import resume_file
+from rlhf.resume import EpochSampler, keep_trained, restore_trained, resume_file, resumed_sampler, rng_state, set_rng_state
 from tests.test_reinforce_module import _fit_args, rm_checkpoint  # noqa: F401  (fixture)
 from tests.test_reward_module import _args
 
@@ -92,3 +95,44 @@ def test_reinforce_resume_is_exact(stop, tiny_llama_dir, rm_checkpoint, syntheti
 
     args_for.root = tmp_path
     _check_resume(align_main, args_for, stop)
+
+
+def test_epoch_sampler_is_a_function_of_seed_and_epoch_and_skips_once():
+    a, b = EpochSampler(10, seed=3), EpochSampler(10, seed=3)
+    assert list(a) == list(b) and sorted(a) == list(range(10))
+    a.set_epoch(1)
+    assert list(a) != list(b) and list(a) == EpochSampler(10, 3, epoch=1).order(1)
+    resumed = EpochSampler(10, 3, epoch=1, skip=4)
+    assert len(resumed) == 10  # Lightning counts the skipped batches as done
+    assert list(resumed) == a.order(1)[4:] and list(resumed) == a.order(1)  # the skip applies to one iteration only
+    assert list(EpochSampler(5, 0, shuffle=False, skip=2)) == [2, 3, 4]
+
+
+def test_resumed_sampler_positions():
+    assert resumed_sampler(10, True, 2, 7, None).seed == 7
+    mid = resumed_sampler(10, True, 2, 99, {"seed": 7, "epoch": 2, "batches": 3})
+    assert (mid.seed, mid.epoch, mid.skip) == (7, 2, 6)
+    end = resumed_sampler(10, True, 4, 99, {"seed": 7, "epoch": 2, "batches": 2}, usable=8)  # drop_last: epoch over
+    assert (end.epoch, end.skip) == (3, 0)
+
+
+def test_rng_state_round_trips_through_weights_only_loading(tmp_path):
+    state = rng_state()
+    expected = (torch.rand(3), np.random.rand(3), random.random())
+    torch.save(state, tmp_path / "rng.pt")
+    set_rng_state(torch.load(tmp_path / "rng.pt", weights_only=True))
+    got = (torch.rand(3), np.random.rand(3), random.random())
+    assert torch.equal(got[0], expected[0]) and np.array_equal(got[1], expected[1]) and got[2] == expected[2]
+
+
+def test_trained_state_is_checked_on_load():
+    module = torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.Linear(2, 1))
+    module[0].requires_grad_(False)
+    checkpoint = {"state_dict": module.state_dict(), "hyper_parameters": {"x": 1}}
+    keep_trained(module, checkpoint)
+    assert set(checkpoint["state_dict"]) == {"1.weight", "1.bias"} and "hyper_parameters" not in checkpoint
+    restore_trained(module, checkpoint)
+    with pytest.raises(ValueError, match=r"resume.ckpt: tensor '1.weight' has shape \(1, 3\), the model expects \(1, 2\)"):
+        restore_trained(module, {"state_dict": {**checkpoint["state_dict"], "1.weight": torch.zeros(1, 3)}})
+    with pytest.raises(ValueError, match=r"no tensor for the trained parameter '1.bias'"):
+        restore_trained(module, {"state_dict": {"1.weight": torch.zeros(1, 2)}})
