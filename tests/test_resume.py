@@ -13,7 +13,7 @@ import numpy as np
 import pytest
 import torch
 
-from rlhf.cli import align_main, reward_main
+from rlhf.cli import align_main, dpo_main, reward_main
 from rlhf.resume import EpochSampler, keep_trained, restore_trained, resume_file, resumed_sampler, rng_state, set_rng_state
 from tests.test_reinforce_module import _fit_args, rm_checkpoint  # noqa: F401  (fixture)
 from tests.test_reward_module import _args
@@ -96,6 +96,19 @@ def test_reinforce_resume_is_exact(stop, tiny_llama_dir, rm_checkpoint, syntheti
     args_for.root = tmp_path
     _check_resume(align_main, args_for, stop)
 
+
+def test_dpo_resume_is_exact(tiny_llama_dir, synthetic_dir, tmp_path):
+    def args_for(name):
+        out = tmp_path / name
+        return [f"--model.backbone.name_or_path={tiny_llama_dir}", "--model.backbone.attn_implementation=sdpa", "--model.backbone.lora.r=4",
+                "--model.optimizer=torch.optim.AdamW", "--model.optimizer.lr=0.01", f"--data.train_path={synthetic_dir / 'preference_train.jsonl'}",
+                f"--data.val_path={synthetic_dir / 'preference_val.jsonl'}", "--data.template.system=", "--data.max_length=200",
+                "--data.loader.batch_size=2", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=0", "--trainer.logger=false",
+                "--trainer.enable_progress_bar=false", "--trainer.enable_model_summary=false", "--trainer.accelerator=cpu",
+                f"--trainer.default_root_dir={out}", f"--checkpoint.dirpath={out / 'checkpoint'}", "--seed_everything=0"]
+
+    args_for.root = tmp_path
+    _check_resume(dpo_main, args_for)
 
 def test_epoch_sampler_is_a_function_of_seed_and_epoch_and_skips_once():
     a, b = EpochSampler(10, seed=3), EpochSampler(10, seed=3)
