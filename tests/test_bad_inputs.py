@@ -163,7 +163,7 @@ BAD_INPUTS: list[tuple[str, str, str, Trigger]] = [
     ("Loss that does not fit the data module", "TypeError",
      "loss 'mse' trains on ratings (RatingDataModule), but the data module gives preference pairs", _wrong_data_for_loss),
     ("Sampling temperature 0 (align.py)", "ValueError",
-     "invalid GenerationSpec GenerationSpec(num_samples=4, max_new_tokens=512, temperature=0.0, top_k=0, top_p=1.0)",
+     "generation.temperature must be > 0, got 0.0",
      lambda e: _align(e, "--model.generation.temperature=0")),
     # checkpoints, backbones, tokenizers
     ("`init_from` a checkpoint with another head size", "ValueError", "init_from <tmp>/rm/checkpoint has a 1-output head, this model 5",
