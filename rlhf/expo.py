@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -110,7 +111,8 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--strong", required=True, help="strong checkpoint (stage-2 BT RM initialised from the weak one)")
     p.add_argument("--convention", choices=["expo", "total"], default="expo")
     p.add_argument("--alpha", type=float, default=0.52, help="extrapolation factor (without --sweep)")
-    p.add_argument("--out", required=True, help="checkpoint directory to write, or with --sweep the report directory")
+    p.add_argument("--out", required=True, type=os.path.expandvars,
+                   help="checkpoint directory to write, or with --sweep the report directory ($VARS expanded, e.g. $WANDB_RUN_ID)")
     p.add_argument("--sweep", type=float, nargs="*", help="alphas to evaluate, e.g. --sweep 0 0.25 0.5 1 1.5")
     p.add_argument("--val-pairs", help="HelpSteer2-Preference JSONL/Parquet to evaluate on (with --sweep)")
     p.add_argument("--rewardbench", help="RewardBench JSONL to evaluate on (with --sweep)")

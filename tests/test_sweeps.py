@@ -58,8 +58,9 @@ def test_every_swept_key_is_a_cli_key_of_its_program(sweep_path, monkeypatch):
     monkeypatch.chdir(REPO)
     for params, argv in _swept(sweep_path):
         if argv[1:3] == ["-m", "rlhf.expo"]:
+            monkeypatch.setenv("WANDB_RUN_ID", "run-7")
             parsed = vars(expo._parse(argv[3:]))
-            assert parsed["sweep"] == [] and parsed["wandb_project"]
+            assert parsed["sweep"] == [] and parsed["wandb_project"] and parsed["out"].endswith("/run-7")  # one directory per run
             for key, value in params.items():
                 assert parsed[key.replace("-", "_")] == value, key
             continue
