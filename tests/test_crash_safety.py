@@ -35,6 +35,20 @@ class SlowSteps(L.Callback):
         time.sleep(self.seconds)
 
 
+class CountSteps(L.Callback):
+    """The optimizer step a fit starts from, and how many training batches it runs."""
+
+    def __init__(self):
+        self.started_at: int | None = None
+        self.batches = 0
+
+    def on_train_start(self, trainer, pl_module):
+        self.started_at = trainer.global_step
+
+    def on_train_batch_end(self, *args):
+        self.batches += 1
+
+
 class PoisonGradients(L.Callback):
     """Turns the head's gradient into NaN at one optimizer step (so the weights become NaN after the update)."""
 
@@ -48,10 +62,10 @@ class PoisonGradients(L.Callback):
                     p.grad.fill_(float("nan"))
 
 
-def _wait_for(path: Path, proc: subprocess.Popen, timeout: float = 120.0) -> None:
+def _wait_for(path: Path, proc: subprocess.Popen, log: Path, timeout: float = 120.0) -> None:
     end = time.monotonic() + timeout
     while not path.exists():
-        assert proc.poll() is None, f"training ended before writing {path}:\n{proc.stdout.read() if proc.stdout else ''}"
+        assert proc.poll() is None, f"training ended before writing {path}:\n{log.read_text()}"
         assert time.monotonic() < end, f"no {path} after {timeout} s"
         time.sleep(0.05)
 
@@ -63,10 +77,12 @@ def test_sigkill_then_resume_finishes_at_the_right_step(tiny_llama_dir, syntheti
     args = [a for a in args if a != "--trainer.max_steps=2"]
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", "PYTHONPATH": str(REPO)}
     slow = ["--trainer.callbacks+=tests.test_crash_safety.SlowSteps"]
-    proc = subprocess.Popen([sys.executable, "train.py", *args, *slow], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    log = tmp_path / "train.log"
+    with log.open("w") as out:
+        proc = subprocess.Popen([sys.executable, "train.py", *args, *slow], cwd=REPO, env=env, stdout=out, stderr=subprocess.STDOUT)
     ckpt = tmp_path / "checkpoint"
     try:
-        _wait_for(ckpt / "resume.ckpt", proc)
+        _wait_for(ckpt / "model.safetensors", proc, log)  # written right after resume.ckpt
         proc.send_signal(signal.SIGKILL)
         proc.wait(timeout=30)
     finally:
@@ -76,7 +92,11 @@ def test_sigkill_then_resume_finishes_at_the_right_step(tiny_llama_dir, syntheti
     killed_at = read_meta(ckpt)["global_step"]
     assert 0 < killed_at < steps and not (ckpt / "summary.json").exists()
 
-    cli = reward_main([*args, f"--ckpt_path={ckpt}"])  # the real CLI path: a directory, loaded with weights_only
+    resume_step = torch.load(ckpt / "resume.ckpt", weights_only=True)["global_step"]
+    assert resume_step >= killed_at
+    cli = reward_main([*args, f"--ckpt_path={ckpt}", "--trainer.callbacks+=tests.test_crash_safety.CountSteps"])  # a directory
+    count = next(c for c in cli.trainer.callbacks if type(c).__name__ == "CountSteps")  # imported as tests.test_crash_safety
+    assert count.started_at == resume_step and count.batches == steps - resume_step  # continued, not restarted
     assert cli.trainer.global_step == steps
     assert read_meta(ckpt)["global_step"] == steps
     assert json.loads((ckpt / "summary.json").read_text())["global_step"] == steps
