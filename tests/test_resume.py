@@ -85,13 +85,14 @@ def test_reward_model_resume_is_exact(schedule, stop, tiny_llama_dir, synthetic_
     _check_resume(reward_main, args_for, stop)
 
 
-@pytest.mark.parametrize("stop", ["max_steps", "crash"])
-def test_reinforce_resume_is_exact(stop, tiny_llama_dir, rm_checkpoint, synthetic_dir, tmp_path):  # noqa: F811
+@pytest.mark.parametrize("stop,n_prompts", [("max_steps", 6), ("max_steps", 8), ("crash", 8)])
+def test_reinforce_resume_is_exact(stop, n_prompts, tiny_llama_dir, rm_checkpoint, synthetic_dir, tmp_path):  # noqa: F811
     prompts = synthetic_dir / "preference_train.jsonl"
 
     def args_for(name):
         args = _fit_args(tiny_llama_dir, rm_checkpoint, prompts, tmp_path / name)
-        return _set(_set(args, "model.sample_table_every_n_steps", "0"), "data.limit", "6")  # 3 batches of 2 per epoch
+        return _set(_set(args, "model.sample_table_every_n_steps", "0"), "data.limit", str(n_prompts))  # batches of 2: the stop ends
+        # an epoch (6 prompts) or falls mid-epoch (8); a new epoch starts between the stop and the resumed steps, or after
 
     args_for.root = tmp_path
     _check_resume(align_main, args_for, stop)
