@@ -1,4 +1,4 @@
-"""Every reward-model YAML (configs/reward, configs/demo) parses with train.py's CLI and prints its resolved config.
+"""Every reward-model YAML (configs/reward, configs/demo, configs/study) parses with train.py's CLI and prints its resolved config.
 
 configs/align/*.yaml belong to align.py (tests/test_align_configs.py), configs/sweeps/*.yaml to tests/test_sweeps.py; together they cover every
 YAML under configs/.
@@ -15,11 +15,11 @@ from tests.cli_output import printed_config
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_CONFIGS = sorted(p.relative_to(REPO) for p in (REPO / "configs").rglob("*.yaml"))
-CONFIGS = [c for c in ALL_CONFIGS if c.parts[1] in ("reward", "demo")]
+CONFIGS = [c for c in ALL_CONFIGS if c.parts[1] in ("reward", "demo", "study")]
 
 
 def test_every_config_belongs_to_an_entry_point():
-    assert {c.parts[1] for c in ALL_CONFIGS} <= {"reward", "demo", "align", "dpo", "sweeps"}  # sweeps: tests/test_sweeps.py
+    assert {c.parts[1] for c in ALL_CONFIGS} <= {"reward", "demo", "study", "align", "dpo", "sweeps"}  # sweeps: tests/test_sweeps.py
 
 
 def test_configs_exist():
