@@ -17,7 +17,7 @@ from typing import Any, Literal
 import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Sampler
+from torch.utils.data import DataLoader
 
 from rlhf.data import helpsteer2
 from rlhf.data.collate import EncodedPair, EncodedRating, PaddingSide, collate_preferences, collate_ratings
@@ -82,10 +82,13 @@ class TokenizedDataModule(LightningDataModule):
         self.stats[name] = stats
         rank_zero_info(f"[data] {name}: {load_summary}; {stats.summary('encoded')}")
 
-    def _loader(self, items: list, collate, batch_size: int, sampler: Sampler | None = None) -> DataLoader:
+    def _loader(self, items: list, collate, batch_size: int, shuffle: bool, train: bool = False) -> DataLoader:
         if not items:
             raise ValueError(f"{type(self).__name__}: no examples left to load (all dropped or the file is empty)")
         fn = partial(collate, pad_id=self.pad_id, side=self.loader.padding_side)
+        sampler = None
+        if train:  # resumable order: a function of (seed, epoch), skipping what a resumed epoch already trained on
+            sampler = self._sampler = resumed_sampler(len(items), shuffle, batch_size, torch.initial_seed(), self._position)
         generator = torch.Generator().manual_seed(0)  # a new iterator draws a worker seed: not from the global RNG
         return DataLoader(items, batch_size=batch_size, sampler=sampler, collate_fn=fn, num_workers=self.loader.num_workers, generator=generator)
 
@@ -109,13 +112,11 @@ class TokenizedDataModule(LightningDataModule):
         return self.overlength if split == "train" else "truncate"  # evaluation never drops
 
     def train_dataloader(self) -> DataLoader:
-        size = self.loader.batch_size
-        self._sampler = resumed_sampler(len(self._train), self.loader.shuffle, size, torch.initial_seed(), self._position)
-        return self._loader(self._train, self._collate_fns[0], size, self._sampler)
+        return self._loader(self._train, self._collate_fns[0], self.loader.batch_size, self.loader.shuffle, train=True)
 
     def val_dataloader(self) -> list[DataLoader] | DataLoader:
         size = self.loader.eval_batch_size or self.loader.batch_size
-        loaders = [self._loader(v, fn, size) for v, fn in zip(self._val, self._collate_fns)]
+        loaders = [self._loader(v, fn, size, False) for v, fn in zip(self._val, self._collate_fns)]
         return loaders[0] if len(loaders) == 1 else loaders
 
 
