@@ -1,6 +1,6 @@
 """Every reward-model YAML (configs/reward, configs/demo, configs/study) parses with train.py's CLI and prints its resolved config.
 
-configs/align/*.yaml belong to align.py and are parsed in tests/test_align_configs.py; together they cover every
+configs/align/*.yaml belong to align.py (tests/test_align_configs.py), configs/sweeps/*.yaml to tests/test_sweeps.py; together they cover every
 YAML under configs/.
 """
 
@@ -19,7 +19,7 @@ CONFIGS = [c for c in ALL_CONFIGS if c.parts[1] in ("reward", "demo", "study")]
 
 
 def test_every_config_belongs_to_an_entry_point():
-    assert {c.parts[1] for c in ALL_CONFIGS} <= {"reward", "demo", "study", "align", "dpo"}
+    assert {c.parts[1] for c in ALL_CONFIGS} <= {"reward", "demo", "study", "align", "dpo", "sweeps"}  # sweeps: tests/test_sweeps.py
 
 
 def test_configs_exist():

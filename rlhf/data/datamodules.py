@@ -3,15 +3,18 @@
 Rows come from local JSONL/Parquet files or, with network, from the hub (`nvidia/HelpSteer2`; the preference
 data's `split` column gives train/val). Examples are rendered with the configured template, tokenised once in
 `setup`, and over-length examples are handled by the explicit policy in `rlhf.data.encode`; the counts are logged.
-Validation never drops an example: it uses the "truncate" rule. Packing and token-budget batching are left out.
+Validation never drops an example: it uses the "truncate" rule. The training order is a pure function of a seed and
+the epoch, and the data module's state (in resume checkpoints) says how many batches of the epoch were trained on, so
+a resumed run continues with the next unseen batch. Packing and token-budget batching are left out.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
+import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
@@ -20,6 +23,7 @@ from rlhf.data import helpsteer2
 from rlhf.data.collate import EncodedPair, EncodedRating, PaddingSide, collate_preferences, collate_ratings
 from rlhf.data.encode import EncodeStats, Encoder
 from rlhf.data.templates import TemplateSpec
+from rlhf.resume import EpochSampler, data_position, resumed_sampler
 from rlhf.types import PreferencePair, RatingExample
 
 
@@ -54,6 +58,16 @@ class TokenizedDataModule(LightningDataModule):
         self._train: list = []
         self._val: list[list] = []
         self._collate_fns: list = []
+        self._sampler: EpochSampler | None = None
+        self._position: dict[str, int] | None = None  # set when resuming
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._sampler is None or self.trainer is None:
+            return {}
+        return data_position(self.trainer, self._sampler.seed)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._position = state_dict or None
 
     def _encoder(self) -> Encoder:
         if not self.tokenizer_path:
@@ -68,11 +82,15 @@ class TokenizedDataModule(LightningDataModule):
         self.stats[name] = stats
         rank_zero_info(f"[data] {name}: {load_summary}; {stats.summary('encoded')}")
 
-    def _loader(self, items: list, collate, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, items: list, collate, batch_size: int, shuffle: bool, train: bool = False) -> DataLoader:
         if not items:
             raise ValueError(f"{type(self).__name__}: no examples left to load (all dropped or the file is empty)")
         fn = partial(collate, pad_id=self.pad_id, side=self.loader.padding_side)
-        return DataLoader(items, batch_size=batch_size, shuffle=shuffle, collate_fn=fn, num_workers=self.loader.num_workers)
+        sampler = None
+        if train:  # resumable order: a function of (seed, epoch), skipping what a resumed epoch already trained on
+            sampler = self._sampler = resumed_sampler(len(items), shuffle, batch_size, torch.initial_seed(), self._position)
+        generator = torch.Generator().manual_seed(0)  # a new iterator draws a worker seed: not from the global RNG
+        return DataLoader(items, batch_size=batch_size, sampler=sampler, collate_fn=fn, num_workers=self.loader.num_workers, generator=generator)
 
     def _load_split(self, encoder: Encoder, split: Literal["train", "val"]) -> list:
         """Read, parse, encode and report one split (subclasses)."""
@@ -94,7 +112,7 @@ class TokenizedDataModule(LightningDataModule):
         return self.overlength if split == "train" else "truncate"  # evaluation never drops
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self._train, self._collate_fns[0], self.loader.batch_size, self.loader.shuffle)
+        return self._loader(self._train, self._collate_fns[0], self.loader.batch_size, self.loader.shuffle, train=True)
 
     def val_dataloader(self) -> list[DataLoader] | DataLoader:
         size = self.loader.eval_batch_size or self.loader.batch_size
