@@ -6,6 +6,8 @@ The tokenizer path is given once, linked from `model.backbone.name_or_path`. The
 `align_main` backs `align.py` (REINFORCE/RLOO policy training: `ReinforceModule` + `PromptDataModule`); there the
 checkpoint holds the policy's LoRA weights and the prompt tokenizer is linked from the policy backbone.
 `dpo_main` backs `dpo.py` (offline DPO: `DPOModule` + `DPODataModule`), checkpointed and linked like align_main.
+`fit --ckpt_path <checkpoint dir>` resumes a run from the directory's `resume.ckpt`, always loaded with
+`weights_only=True` (`rlhf.resume`).
 """
 
 from __future__ import annotations
@@ -20,6 +22,7 @@ from rlhf.data.prompts import PromptDataModule
 from rlhf.dpo_module import DPOModule
 from rlhf.expo import ExpoCheckpoint
 from rlhf.reinforce_module import ReinforceModule
+from rlhf.resume import resume_file
 from rlhf.reward_module import RewardModelModule
 
 
@@ -41,6 +44,13 @@ class _RLHFCLI(LightningCLI):
     def add_arguments_to_parser(self, parser: LightningArgumentParser) -> None:
         parser.add_lightning_class_args(TrainedWeightsCheckpoint, "checkpoint")
         parser.link_arguments("model.backbone.name_or_path", self.tokenizer_key)
+
+    def before_fit(self) -> None:
+        """`--ckpt_path` may name a checkpoint directory; resume state is only ever loaded with weights_only=True."""
+        kwargs = self.config_init[self.subcommand]
+        if kwargs.get("ckpt_path"):
+            kwargs["ckpt_path"] = str(resume_file(kwargs["ckpt_path"]))
+            kwargs["weights_only"] = True
 
 
 class RewardCLI(_RLHFCLI):

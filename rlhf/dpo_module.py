@@ -20,6 +20,7 @@ from torch import Tensor
 from rlhf.losses import DPO_LOSSES, DPOLossName, dpo_delta, masked_mean, masked_sum
 from rlhf.models.backbone import BackboneSpec, load_backbone
 from rlhf.models.policy import reference_logprobs, token_logprobs
+from rlhf.resume import keep_trained, restore_trained
 from rlhf.types import DPOBatch
 
 
@@ -65,6 +66,12 @@ class DPOModule(LightningModule):
 
     def checkpoint_meta(self) -> dict:
         return {"kind": "policy", "backbone": dataclasses.asdict(self.backbone_spec), "objective": {"loss": self.loss_name, "beta": self.beta}}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        keep_trained(self, checkpoint)  # resume.ckpt: LoRA + head only, loadable with weights_only
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        restore_trained(self, checkpoint)
 
     def pair_logprobs(self, batch: DPOBatch) -> PairLogprobs:
         """Token log-probs of every predicted column (1..T−1) under policy and reference; prompts need no alignment."""

@@ -5,13 +5,15 @@
 - "total": θ = θ_weak + α (θ_strong − θ_weak)      (α is the total factor; α = 1 gives the strong model)
 The paper's "1.52" is ambiguous between the two; both are offered. `ExpoCheckpoint` writes the extrapolated
 checkpoint at the end of a stage-2 fit; `python -m rlhf.expo` writes one from two checkpoints, and
-`python -m rlhf.expo --sweep` scores a grid of α on validation pairs (and RewardBench) and reports the best.
+`python -m rlhf.expo --sweep` scores a grid of α on validation pairs (and RewardBench) and reports the best;
+`--sweep` without values scores `--alpha` alone, and `--wandb-project` logs each α's row to wandb (configs/sweeps).
 """
 
 from __future__ import annotations
 
 import argparse
 import json
+import os
 from pathlib import Path
 from typing import Literal, Sequence
 
@@ -109,11 +111,13 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--strong", required=True, help="strong checkpoint (stage-2 BT RM initialised from the weak one)")
     p.add_argument("--convention", choices=["expo", "total"], default="expo")
     p.add_argument("--alpha", type=float, default=0.52, help="extrapolation factor (without --sweep)")
-    p.add_argument("--out", required=True, help="checkpoint directory to write, or with --sweep the report directory")
+    p.add_argument("--out", required=True, type=os.path.expandvars,
+                   help="checkpoint directory to write, or with --sweep the report directory ($VARS expanded, e.g. $WANDB_RUN_ID)")
     p.add_argument("--sweep", type=float, nargs="*", help="alphas to evaluate, e.g. --sweep 0 0.25 0.5 1 1.5")
     p.add_argument("--val-pairs", help="HelpSteer2-Preference JSONL/Parquet to evaluate on (with --sweep)")
     p.add_argument("--rewardbench", help="RewardBench JSONL to evaluate on (with --sweep)")
     p.add_argument("--max-per-subset", type=int, help="RewardBench pairs per subset (default: all)")
+    p.add_argument("--wandb-project", help="with --sweep: log each alpha's metrics to this wandb project (a sweep agent's run)")
     return p.parse_args(argv)
 
 
@@ -134,16 +138,27 @@ def main(argv: Sequence[str] | None = None) -> list[dict] | Path:
         pairs["rewardbench"] = select(load_pairs(args.rewardbench), None, args.max_per_subset)
     if not pairs:
         raise SystemExit("--sweep needs --val-pairs and/or --rewardbench")
-    rows = sweep(args.weak, args.strong, args.sweep, pairs, args.convention)
+    rows = sweep(args.weak, args.strong, args.sweep or [args.alpha], pairs, args.convention)
     key = "validation/accuracy" if "validation" in pairs else "rewardbench/overall"
     best = max(rows, key=lambda r: r[key])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "expo_sweep.json").write_text(json.dumps({"convention": args.convention, "selected_by": key, "best_alpha": best["alpha"], "rows": rows}, indent=2))
+    if args.wandb_project:
+        _log_to_wandb(args, rows)
     for row in rows:
         print("  ".join(f"{k}={v:.4f}" if isinstance(v, float) else f"{k}={v}" for k, v in row.items()))
     print(f"best alpha by {key}: {best['alpha']}  ->  {out / 'expo_sweep.json'}")
     return rows
+
+
+def _log_to_wandb(args: argparse.Namespace, rows: list[dict]) -> None:
+    import wandb
+
+    run = wandb.init(project=args.wandb_project, config={"weak": args.weak, "strong": args.strong, "convention": args.convention})
+    for row in rows:
+        run.log(row)
+    run.finish()
 
 
 if __name__ == "__main__":

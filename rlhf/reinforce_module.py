@@ -27,9 +27,10 @@ from torch import Tensor
 
 from rlhf.advantages import counted_samples, kl_penalised_reward, rloo_advantages, whiten
 from rlhf.losses import KLAggregate, KLEstimator, masked_mean, reinforce_loss, sequence_kl
-from rlhf.models.backbone import DTYPES, BackboneSpec, load_backbone, load_tokenizer
+from rlhf.models.backbone import DTYPES, BackboneSpec, check_tokenizer_fits, load_backbone, load_tokenizer
 from rlhf.models.policy import GenerationSpec, eos_token_ids, reference_logprobs, sample, token_stats
 from rlhf.models.sharding import shard_model
+from rlhf.resume import keep_trained, restore_trained
 from rlhf.rewards import RewardSource
 from rlhf.rollout import make_rollout, sample_rows
 from rlhf.types import PromptBatch, Rollout
@@ -93,6 +94,7 @@ class ReinforceModule(LightningModule):
             return
         self.model = load_backbone(self.backbone_spec, causal_lm=True)
         self.tokenizer = load_tokenizer(self.backbone_spec.name_or_path)
+        check_tokenizer_fits(self.tokenizer, self.model, self.backbone_spec.name_or_path)
         self.eos_ids = eos_token_ids(self.model, self.tokenizer)
         self.reward.build()
         if self.device_mesh is not None:  # ModelParallelStrategy: FSDP2 for the policy and the reward model
@@ -106,6 +108,12 @@ class ReinforceModule(LightningModule):
     def checkpoint_meta(self) -> dict:
         return {"kind": "policy", "backbone": dataclasses.asdict(self.backbone_spec),
                 "generation": dataclasses.asdict(self.generation), "objective": dataclasses.asdict(self.objective)}
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        keep_trained(self, checkpoint)  # resume.ckpt: LoRA + head only, loadable with weights_only
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        restore_trained(self, checkpoint)
 
     @contextmanager
     def _timed(self, name: str) -> Iterator[None]:

@@ -32,10 +32,11 @@ from torch import Tensor
 from rlhf.checkpoint import load_trained, read_meta, specs_from_meta
 from rlhf.losses import DEFAULT_EDGES, PAIRWISE_LOSSES, LossName, masked_mse, mean_var_kl_loss, mean_var_nll_loss
 from rlhf.metrics import disagreement_metrics, pairwise_accuracy, pearson
-from rlhf.models.backbone import DTYPES, BackboneSpec
+from rlhf.models.backbone import DTYPES, BackboneSpec, check_tokenizer_fits, load_tokenizer
 from rlhf.models.heads import HeadSpec, attribute_slots
 from rlhf.models.reward_model import RewardModel, build_reward_model
 from rlhf.models.sharding import shard_model
+from rlhf.resume import keep_trained, restore_trained
 from rlhf.types import HS2_ATTRIBUTES, DisagreementBatch, PackedPreferenceBatch, PackedRatingBatch, PreferenceBatch, RatingBatch
 
 PairBatch = PreferenceBatch | PackedPreferenceBatch
@@ -107,6 +108,7 @@ class RewardModelModule(LightningModule):
         if self.model is not None:
             return
         self.model = build_reward_model(self.backbone_spec, self.head_spec)
+        check_tokenizer_fits(load_tokenizer(self.backbone_spec.name_or_path), self.model.backbone, self.backbone_spec.name_or_path)
         if self.init_from:
             _, head = specs_from_meta(read_meta(self.init_from))
             if head.n_out != self.head_spec.n_out:
@@ -124,6 +126,12 @@ class RewardModelModule(LightningModule):
             **({"mean_var": dataclasses.asdict(self.mean_var)} if self.loss == "mean_var" else {}),
             "init_from": self.init_from,
         }
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        keep_trained(self, checkpoint)  # resume.ckpt: LoRA + head only, loadable with weights_only
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        restore_trained(self, checkpoint)
 
     def _outputs(self, batch: PairBatch | RatingBatch | PackedRatingBatch) -> Tensor:
         """(N, n_out) head outputs of every sequence in the batch, padded or packed."""

@@ -5,6 +5,7 @@ and a 2-step fit through `dpo_main` that changes only the LoRA weights with a fi
 
 from __future__ import annotations
 
+import json
 import math
 
 import lightning as L
@@ -160,3 +161,5 @@ def test_two_step_fit_changes_only_lora_weights(tiny_llama_dir, synthetic_dir, t
     from rlhf.checkpoint import read_meta
     meta = read_meta(tmp_path / "checkpoint")
     assert meta["kind"] == "policy" and meta["objective"] == {"loss": loss, "beta": 0.1}
+    summary = json.loads((tmp_path / "checkpoint" / "summary.json").read_text())
+    assert summary["global_step"] == 2 and "val/accuracy" in summary["metrics"] and summary["config_hash"]

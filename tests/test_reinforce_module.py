@@ -130,6 +130,8 @@ def test_two_step_fit_changes_only_lora_weights(tiny_llama_dir, rm_checkpoint, s
     assert set(load_file(str(tmp_path / "checkpoint" / "model.safetensors"))) == trained
     assert "kl_coef: 0.01" in (tmp_path / "checkpoint" / "config.yaml").read_text()
     assert (tmp_path / "samples.csv").read_text().startswith("step,prompt,response,score,ended,length")
+    summary = json.loads((tmp_path / "checkpoint" / "summary.json").read_text())
+    assert summary["global_step"] == 2 and "rollout/score" in summary["metrics"] and summary["config_hash"]
 
 
 def _reward_curve(policy_dir: Path, prompts: Path, seed: int, steps: int) -> list[float]:

@@ -3,18 +3,20 @@
 Rows come from local JSONL/Parquet files or, with network, from the hub (`nvidia/HelpSteer2`; the preference
 data's `split` column gives train/val). Examples are rendered with the configured template, tokenised once in
 `setup`, and over-length examples are handled by the explicit policy in `rlhf.data.encode`; the counts are logged.
-Validation never drops an example: it uses the "truncate" rule. `loader.packing` collates each batch into one
-unpadded row (padding-free packing, `rlhf.data.collate.pack`) for training and validation alike; `loader.token_budget`
-forms micro-batches of similar-length examples up to a number of tokens instead of a fixed count
-(`rlhf.data.token_budget`).
+Validation never drops an example: it uses the "truncate" rule. The training order is a pure function of a seed and
+the epoch, and the data module's state (in resume checkpoints) says how many batches of the epoch were trained on, so
+a resumed run continues with the next unseen batch. `loader.packing` collates each batch into one unpadded row
+(padding-free packing, `rlhf.data.collate.pack`) for training and validation alike; `loader.token_budget` forms
+micro-batches of similar-length examples up to a number of tokens instead of a fixed count (`rlhf.data.token_budget`).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Literal
+from typing import Any, Literal
 
+import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
@@ -24,6 +26,7 @@ from rlhf.data.collate import PACKED_COLLATE, EncodedPair, EncodedRating, Paddin
 from rlhf.data.encode import EncodeStats, Encoder
 from rlhf.data.templates import TemplateSpec
 from rlhf.data.token_budget import budget_batches, collate_group
+from rlhf.resume import EpochSampler, data_position, resumed_sampler
 from rlhf.types import PreferencePair, RatingExample
 
 
@@ -64,6 +67,16 @@ class TokenizedDataModule(LightningDataModule):
         self._train: list = []
         self._val: list[list] = []
         self._collate_fns: list = []
+        self._sampler: EpochSampler | None = None
+        self._position: dict[str, int] | None = None  # set when resuming
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._sampler is None or self.trainer is None:
+            return {}
+        return data_position(self.trainer, self._sampler.seed)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._position = state_dict or None
 
     def _encoder(self) -> Encoder:
         if not self.tokenizer_path:
@@ -78,7 +91,7 @@ class TokenizedDataModule(LightningDataModule):
         self.stats[name] = stats
         rank_zero_info(f"[data] {name}: {load_summary}; {stats.summary('encoded')}")
 
-    def _loader(self, items: list, collate, batch_size: int, shuffle: bool) -> DataLoader:
+    def _loader(self, items: list, collate, batch_size: int, shuffle: bool, train: bool = False) -> DataLoader:
         if not items:
             raise ValueError(f"{type(self).__name__}: no examples left to load (all dropped or the file is empty)")
         if self.loader.packing:
@@ -86,10 +99,14 @@ class TokenizedDataModule(LightningDataModule):
                 raise ValueError(f"{type(self).__name__}: loader.packing is not supported for this data (preference and rating data only)")
             collate = PACKED_COLLATE[collate]
         fn = partial(collate, pad_id=self.pad_id, side=self.loader.padding_side)
-        if self.loader.token_budget is not None:
+        if self.loader.token_budget is not None:  # pre-formed micro-batches, read one at a time
             groups = budget_batches([_row_lengths(it) for it in items], self.loader.token_budget, self.loader.packing)
             items, batch_size, fn = [[items[i] for i in g] for g in groups], 1, partial(collate_group, fn)
-        return DataLoader(items, batch_size=batch_size, shuffle=shuffle, collate_fn=fn, num_workers=self.loader.num_workers)
+        sampler = None
+        if train:  # resumable order: a function of (seed, epoch), skipping what a resumed epoch already trained on
+            sampler = self._sampler = resumed_sampler(len(items), shuffle, batch_size, torch.initial_seed(), self._position)
+        generator = torch.Generator().manual_seed(0)  # a new iterator draws a worker seed: not from the global RNG
+        return DataLoader(items, batch_size=batch_size, sampler=sampler, collate_fn=fn, num_workers=self.loader.num_workers, generator=generator)
 
     def _load_split(self, encoder: Encoder, split: Literal["train", "val"]) -> list:
         """Read, parse, encode and report one split (subclasses)."""
@@ -111,7 +128,7 @@ class TokenizedDataModule(LightningDataModule):
         return self.overlength if split == "train" else "truncate"  # evaluation never drops
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self._train, self._collate_fns[0], self.loader.batch_size, self.loader.shuffle)
+        return self._loader(self._train, self._collate_fns[0], self.loader.batch_size, self.loader.shuffle, train=True)
 
     def val_dataloader(self) -> list[DataLoader] | DataLoader:
         size = self.loader.eval_batch_size or self.loader.batch_size

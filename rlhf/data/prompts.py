@@ -5,7 +5,8 @@ any JSONL/Parquet with a "prompt" field, e.g. the shipped hh-rlhf harmless promp
 de-duplicated in file order. `render_prompt` renders with the policy's template (SteerLM or the tokenizer's chat
 template) and cuts at the start of the assistant's text, so the policy continues the assistant turn. Prompts longer
 than `max_prompt_length` tokens are dropped or cut from the left (by characters, template kept); both are counted
-and logged. Left out: multi-turn rollouts and prompt weighting.
+and logged. The order is a pure function of (seed, epoch) and resume checkpoints store how far an epoch got
+(`rlhf.resume`). Left out: multi-turn rollouts and prompt weighting.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from functools import partial
 from pathlib import Path
 from typing import Any, Literal, Sequence
 
+import torch
 from lightning.pytorch import LightningDataModule
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
@@ -24,6 +26,7 @@ from rlhf.data.encode import _smallest_fitting
 from rlhf.data.helpsteer2 import DEFAULT_REPO, hub_preference_rows
 from rlhf.data.rows import BadRowError, Row, read_rows, require_text
 from rlhf.data.templates import TemplateSpec, render
+from rlhf.resume import EpochSampler, data_position, resumed_sampler
 from rlhf.types import PromptBatch
 
 PromptOverlength = Literal["drop", "truncate_left"]
@@ -150,6 +153,16 @@ class PromptDataModule(LightningDataModule):
         self.stats = PromptStats()
         self.items: list[EncodedPrompt] = []
         self.pad_id = 0
+        self._sampler: EpochSampler | None = None
+        self._position: dict[str, int] | None = None  # set when resuming
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._sampler is None or self.trainer is None:
+            return {}
+        return data_position(self.trainer, self._sampler.seed)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._position = state_dict or None
 
     def _rows(self) -> list[Row]:
         if self.hub_id is not None:
@@ -176,4 +189,8 @@ class PromptDataModule(LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         collate = partial(collate_prompts, pad_id=self.pad_id)
-        return DataLoader(self.items, batch_size=self.batch_size, shuffle=self.shuffle, collate_fn=collate, drop_last=len(self.items) >= self.batch_size)
+        drop_last = len(self.items) >= self.batch_size
+        usable = len(self.items) // self.batch_size * self.batch_size if drop_last else len(self.items)
+        self._sampler = resumed_sampler(len(self.items), self.shuffle, self.batch_size, torch.initial_seed(), self._position, usable)
+        generator = torch.Generator().manual_seed(0)  # a new iterator draws a worker seed: not from the global RNG
+        return DataLoader(self.items, batch_size=self.batch_size, sampler=self._sampler, collate_fn=collate, drop_last=drop_last, generator=generator)

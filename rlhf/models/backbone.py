@@ -81,6 +81,14 @@ def load_tokenizer(name_or_path: str):
     return tokenizer
 
 
+def check_tokenizer_fits(tokenizer, model: nn.Module, name_or_path: str) -> None:
+    """Fail clearly when the tokenizer can produce ids past the model's embedding table (a tokenizer of another model)."""
+    rows = model.get_input_embeddings().num_embeddings
+    if len(tokenizer) > rows:
+        raise ValueError(f"{name_or_path}: the tokenizer has {len(tokenizer)} tokens but the model's embedding table has {rows} rows "
+                         "(a tokenizer of another model?)")
+
+
 def _quantization_config(spec: BackboneSpec):
     if spec.quantize == "none":
         return None

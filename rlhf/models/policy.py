@@ -45,8 +45,11 @@ class GenerationSpec:
     top_p: float = 1.0
 
     def __post_init__(self) -> None:
-        if self.num_samples < 1 or self.max_new_tokens < 1 or self.temperature <= 0 or self.top_k < 0 or not 0 < self.top_p <= 1:
-            raise ValueError(f"invalid GenerationSpec {self}")
+        rules = {"num_samples": (self.num_samples >= 1, "≥ 1"), "max_new_tokens": (self.max_new_tokens >= 1, "≥ 1"),
+                 "temperature": (self.temperature > 0, "> 0"), "top_k": (self.top_k >= 0, "≥ 0"), "top_p": (0 < self.top_p <= 1, "in (0, 1]")}
+        for name, (ok, wanted) in rules.items():
+            if not ok:
+                raise ValueError(f"generation.{name} must be {wanted}, got {getattr(self, name)}")
 
 
 class TokenStats(NamedTuple):

@@ -1,0 +1,193 @@
+"""Load test of the reward-model server (`python -m rlhf.serve`), batched against unbatched. Not part of `make test`.
+
+For each `--max-batch-size` it starts the server on a free loopback port, waits for `/health`, then runs
+`--clients` threads that each POST `/score` requests of `--items` items back to back for `--seconds` seconds, and
+reports requests/s, items/s, p50/p99 latency, the error count (every non-200 answer or failed connection) and the
+mean number of requests per dynamic batch (from the server's log). Items are distinct across requests (the server
+scores duplicates once): short hh-rlhf prompts (data/hh-rlhf, under 150 characters, never truncated) with short
+responses. Without `--model` it builds an RM with a random head (its values do not change the speed) on the shipped
+tiny Llama (`--backbone tiny-llama`, 0.94M parameters) or on the tests' random hidden-32 Llama (`random-tiny`).
+The clients run on the same machine as the server.
+
+    .venv/bin/python bench/serve_load.py --out runs/bench/serve_load.json
+"""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import json
+import os
+import platform
+import re
+import signal
+import socket
+import statistics
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from pathlib import Path
+
+import requests
+
+REPO = Path(__file__).resolve().parents[1]
+RESPONSES = ["Sure, here is what I know.", "I cannot help with that.", "Once upon a time there was a little girl named Lily.", "No."]
+
+
+def tiny_rm(out: Path, backbone_kind: str) -> Path:
+    """An RM checkpoint (LoRA r=8, random head, steerlm template with an empty system) on the shipped tiny Llama
+    ("tiny-llama", 0.94M parameters) or on a random 2-layer Llama of hidden size 32 ("random-tiny", the tests' model,
+    so small that per-call overhead, not arithmetic, dominates a forward pass)."""
+    import torch
+    import yaml
+
+    from rlhf.checkpoint import save_trained, trained_state_dict
+    from rlhf.models.backbone import BackboneSpec, LoraSpec
+    from rlhf.models.heads import HeadSpec
+    from rlhf.models.llama2c import convert_llama2c
+    from rlhf.models.reward_model import build_reward_model
+
+    llama = convert_llama2c(REPO / "data/tiny-llama/model.bin", REPO / "data/tiny-llama/tokenizer.model", out / "tiny-llama-hf")
+    torch.manual_seed(0)
+    if backbone_kind == "random-tiny":
+        from transformers import LlamaConfig, LlamaForCausalLM
+
+        config = LlamaConfig(vocab_size=105, hidden_size=32, intermediate_size=64, num_hidden_layers=2, num_attention_heads=4,
+                             num_key_value_heads=2, max_position_embeddings=256, bos_token_id=1, eos_token_id=2, pad_token_id=0, tie_word_embeddings=True)
+        LlamaForCausalLM(config).save_pretrained(llama)  # keeps the converted tokenizer files beside it
+    backbone, head = BackboneSpec(str(llama), attn_implementation="sdpa", lora=LoraSpec(r=8, alpha=16)), HeadSpec()
+    config = yaml.safe_dump({"data": {"init_args": {"template": {"name": "steerlm", "system": ""}, "max_length": 256}}})
+    meta = {"backbone": dataclasses.asdict(backbone), "head": dataclasses.asdict(head)}
+    save_trained(out / "rm", trained_state_dict(build_reward_model(backbone, head)), meta, config)
+    return out / "rm"
+
+
+def item_pool() -> list[dict[str, str]]:
+    """Every (short hh-rlhf prompt, response) combination: thousands of distinct items."""
+    rows = [json.loads(line) for line in (REPO / "data/hh-rlhf/harmless-test-prompts.jsonl").read_text().splitlines()]
+    prompts = [r["prompt"] for r in rows if len(r["prompt"]) < 150]
+    return [{"prompt": p, "response": r} for r in RESPONSES for p in prompts]
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def start_server(model: Path, batch: int, args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, str]:
+    port = free_port()
+    command = [sys.executable, "-m", "rlhf.serve", "--model", str(model), "--port", str(port), "--accelerator", args.accelerator,
+               "--max-batch-size", str(batch), "--batch-timeout", str(args.batch_timeout), "--forward-batch-size", str(args.forward_batch_size),
+               "--max-items", str(max(*args.items, 64))]
+    with open(log, "w") as out:
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+    url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 300
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
+        try:
+            if requests.get(url + "/health", timeout=5).status_code == 200:
+                return proc, url
+        except requests.ConnectionError:
+            pass
+        time.sleep(0.5)
+    stop(proc)
+    raise RuntimeError(f"server not healthy after 300 s:\n{log.read_text()[-3000:]}")
+
+
+def stop(proc: subprocess.Popen) -> None:
+    proc.send_signal(signal.SIGTERM)
+    try:
+        proc.wait(timeout=60)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()
+
+
+def drive(url: str, clients: int, seconds: float, n_items: int) -> dict[str, float]:
+    """`clients` threads POST /score back to back until `seconds` pass; latencies of the 200 answers, errors counted."""
+    latencies: list[float] = []
+    errors = [0]
+    lock = threading.Lock()
+    stop_at = time.monotonic() + seconds
+
+    pool = item_pool()
+
+    def client(index: int) -> None:
+        # every request carries items no other request of the run has (the server scores duplicates once)
+        session, position = requests.Session(), index * n_items
+        while time.monotonic() < stop_at:
+            body = [pool[(position + j) % len(pool)] for j in range(n_items)]
+            position += clients * n_items
+            start = time.perf_counter()
+            try:
+                ok = session.post(url + "/score", json=body, timeout=120).status_code == 200
+            except requests.RequestException:
+                ok = False
+            with lock:
+                if ok:
+                    latencies.append(time.perf_counter() - start)
+                else:
+                    errors[0] += 1
+
+    started = time.monotonic()
+    threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    elapsed = time.monotonic() - started
+    q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
+    return {"requests": len(latencies), "errors": errors[0], "seconds": round(elapsed, 2),
+            "requests_per_s": round(len(latencies) / elapsed, 2), "items_per_s": round(len(latencies) * n_items / elapsed, 1),
+            "p50_ms": round(1000 * q[49], 1), "p99_ms": round(1000 * q[98], 1)}
+
+
+def batch_sizes(log: Path) -> list[int]:
+    """Requests in each dynamic batch so far, from the server's per-batch log lines."""
+    return [int(n) for n in re.findall(r"batch \d+: (\d+) requests", log.read_text())]
+
+
+def main(argv: list[str] | None = None) -> list[dict]:
+    p = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    p.add_argument("--model", default=None, help="RM checkpoint or export (default: a tiny RM built by this script)")
+    p.add_argument("--backbone", default="tiny-llama", choices=["tiny-llama", "random-tiny"], help="backbone of the built RM")
+    p.add_argument("--batch-sizes", type=int, nargs="+", default=[1, 16], help="--max-batch-size values to compare")
+    p.add_argument("--items", type=int, nargs="+", default=[1, 8], help="items per request, one run each")
+    p.add_argument("--clients", type=int, default=16)
+    p.add_argument("--seconds", type=float, default=20.0)
+    p.add_argument("--batch-timeout", type=float, default=0.01)
+    p.add_argument("--forward-batch-size", type=int, default=64)
+    p.add_argument("--accelerator", default="cpu")
+    p.add_argument("--out", default="runs/bench/serve_load.json")
+    args = p.parse_args(argv)
+    work = Path(tempfile.mkdtemp(prefix="serve-load-"))
+    model = Path(args.model) if args.model else tiny_rm(work, args.backbone)
+    rows = []
+    for batch in args.batch_sizes:
+        log = work / f"server-batch{batch}.log"
+        proc, url = start_server(model, batch, args, log)
+        try:
+            drive(url, args.clients, 2.0, args.items[0])  # warm-up, not reported
+            for n in args.items:
+                seen = len(batch_sizes(log))
+                row = {"max_batch_size": batch, "items_per_request": n, "clients": args.clients, **drive(url, args.clients, args.seconds, n)}
+                time.sleep(0.5)  # let the last log lines land
+                sizes = batch_sizes(log)[seen:]
+                row["mean_requests_per_batch"] = round(sum(sizes) / max(len(sizes), 1), 2)
+                rows.append(row)
+                print(json.dumps(row), flush=True)
+        finally:
+            stop(proc)
+    machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "omp_threads": os.environ.get("OMP_NUM_THREADS")}
+    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
+    Path(args.out).write_text(json.dumps({"machine": machine, "model": args.model or args.backbone, "runs": rows}, indent=2))
+    print(f"wrote {args.out}")
+    return rows
+
+
+if __name__ == "__main__":
+    main()

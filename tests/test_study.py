@@ -1,0 +1,144 @@
+"""The reproduction study: its world (two disagreeing groups on contested prompts), truth metrics on hand values,
+the report's orderings, and a smoke run of `python -m rlhf.study` on a tiny world with 1-step trainings."""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import pytest
+import torch
+
+from rlhf.data.disagreement import divergence_label
+from rlhf.data.synthetic import PROMPTS
+from rlhf.study.evaluate import PairRewards, TruthPairs, truth_metrics, tune_lambda
+from rlhf.study.report import markdown, orderings, summarise
+from rlhf.study.variants import EXPO_ALPHAS, VARIANTS, variant
+from rlhf.study.world import CONTESTED_PROMPTS, WorldSpec, _tastes, make_study_world, write_study_world
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+def _family(prompt: str, templates: tuple[str, ...]) -> bool:
+    return any(prompt.startswith(t.split("{s}")[0]) and prompt.endswith(t.split("{s}")[1]) for t in templates)
+
+
+def test_world_is_deterministic(tmp_path):
+    spec = WorldSpec(n_train=20, n_val=5, n_test=5)
+    a, b = write_study_world(tmp_path / "a", spec), write_study_world(tmp_path / "b", spec)
+    for stem in a:
+        assert a[stem].read_bytes() == b[stem].read_bytes(), stem
+    assert json.loads(a["world"].read_text())["contested_share"] == spec.contested_share
+
+
+def test_contested_items_use_their_own_prompts_and_diverge_more():
+    items = make_study_world(WorldSpec(n_train=300, n_val=1, n_test=1))["train"]
+    contested = [s for s in items if s.contested]
+    agreed = [s for s in items if not s.contested]
+    assert 0.2 < len(contested) / len(items) < 0.4
+    assert all(_family(s.item.prompt, CONTESTED_PROMPTS) for s in contested)
+    assert all(_family(s.item.prompt, PROMPTS) for s in agreed)
+    assert all(abs(s.item.responses[0].features["detail"] - s.item.responses[1].features["detail"]) >= 0.5 for s in contested)
+
+    def diverging_share(group):
+        labels = [divergence_label(s.item.strengths) for s in group]
+        return labels.count("diverging") / len(labels)
+
+    assert diverging_share(contested) > 2 * diverging_share(agreed)
+
+
+def test_both_groups_sit_on_every_contested_panel():
+    import random
+
+    rng = random.Random(0)
+    for n in (3, 4, 5):
+        tastes = _tastes(n, 2.0, rng)
+        assert {math.copysign(1, t) for t in tastes} == {1.0, -1.0} and all(abs(t) == 2.0 for t in tastes)
+
+
+def _truth(q, contested, signs, divergence):
+    return TruthPairs(torch.tensor(q, dtype=torch.float64), torch.tensor(contested), torch.tensor(signs), torch.tensor(divergence))
+
+
+def test_truth_metrics_hand_values():
+    # pair 0: q2 > q1 by 1, r agrees; pair 1: q1 > q2 by 2, r disagrees; pair 2: |Δq| = 0.1 < 0.25 (left out of
+    # truth accuracy); pair 3: q2 > q1, a reward tie (wrong).
+    truth = _truth([[0.0, 1.0], [3.0, 1.0], [2.0, 2.1], [1.0, 2.0]], [False, True, True, False], [1, 1, 0, -1], [0, 1, -1, 0])
+    rewards = PairRewards(torch.tensor([[0.0, 2.0], [0.0, 0.5], [1.0, 1.0], [0.3, 0.3]]))
+    m = truth_metrics(rewards, truth)
+    assert m["truth_accuracy"] == pytest.approx(1 / 3)  # pairs 0, 1, 3: only pair 0 right
+    assert m["truth_accuracy_contested"] == pytest.approx(0.0)  # pair 1
+    assert m["truth_accuracy_agreed"] == pytest.approx(0.5)  # pairs 0 and 3
+    assert m["label_accuracy"] == pytest.approx(2 / 3)  # labels +1, +1, −1 on pairs 0, 1, 3: pairs 0, 1 right
+    # divergence score −|r1 − r2| = [−2, −0.5, 0, 0]; contested = pairs 1, 2. Positives {−0.5, 0} vs negatives {−2, 0}:
+    # (−0.5 > −2) + (−0.5 < 0) + (0 > −2) + (0 = 0 → ½) = 2.5 of 4.
+    assert m["auroc_contested"] == pytest.approx(2.5 / 4)
+    # labelled pairs 0 (agree), 1 (diverging), 3 (agree): −0.5 beats −2, loses to 0 → ½.
+    assert m["auroc_labels"] == pytest.approx(0.5)
+    q = truth.q.flatten()
+    r = rewards.reward.double().flatten()
+    expected = torch.corrcoef(torch.stack([q, r]))[0, 1]
+    assert m["pearson_q"] == pytest.approx(float(expected))
+
+
+def test_mean_var_lambda_is_tuned_and_used():
+    # Equal μ gaps everywhere; only σ tells the contested pairs (1, 2) apart, so λ = 0 gives AUROC ½ and λ > 0 gives 1.
+    truth = _truth([[0.0, 1.0]] * 4, [False, True, True, False], [1, 1, 1, 1], [0, 1, 1, 0])
+    rewards = PairRewards(torch.tensor([[0.0, 1.0]] * 4), torch.tensor([[0.1, 0.1], [1.0, 1.0], [0.9, 0.9], [0.2, 0.2]]))
+    lam = tune_lambda(rewards, truth, grid=(0.0, 0.5, 1.0))
+    assert lam == 0.5  # the first λ reaching the best AUROC
+    m = truth_metrics(rewards, truth, lam)
+    assert m["auroc_contested"] == pytest.approx(1.0)
+    assert m["auroc_contested_scalar"] == pytest.approx(0.5)
+    assert m["lambda"] == 0.5
+    assert m["sigma_ratio_contested"] == pytest.approx(0.95 / 0.15)
+
+
+def test_orderings_and_table():
+    names = [v.name for v in VARIANTS]
+    per_seed = {n: [{"truth_accuracy": 0.6 + 0.01 * i, "auroc_labels": 0.5, "auroc_contested": 0.5}, {"truth_accuracy": 0.62 + 0.01 * i, "auroc_labels": 0.5, "auroc_contested": 0.5}] for i, n in enumerate(names)}
+    per_seed["mean-var"] = [{"truth_accuracy": 0.6, "auroc_labels": 0.7, "auroc_contested": 0.8}] * 2
+    per_seed["scaled-bt-init-expo"] = [{"truth_accuracy": 0.5, "auroc_labels": 0.5, "auroc_contested": 0.5}] * 2
+    summary = summarise(per_seed)
+    assert summary["bt"]["truth_accuracy"][0] == pytest.approx(0.63)
+    assert summary["bt"]["truth_accuracy"][1] == pytest.approx(math.sqrt(2e-4))
+    checks = {claim: held for claim, held, _ in orderings(summary)}
+    assert len(checks) == 12
+    # accuracy rises with the index in VARIANTS (every claim compares a later row with an earlier one), except ExPO
+    assert checks["Helpfulness-only regression beats 5-attribute regression (93.0 vs 92.4)"]
+    assert checks["Scaled BT from regression beats both regressions (93.7 vs 93.0)"]
+    assert not checks["ExPO on top adds (94.1 vs 93.7)"]
+    assert checks["Mean-Var divergence AUROC beats BT's, against the contested truth"]
+    table = markdown(summary, orderings(summary))
+    assert "| BT from scratch, regular | 91.5 | 0.482 | 63.0 ± 1.4 |" in table
+    assert table.count("**held**") + table.count("**did not hold**") == 12
+
+
+def test_variants_reference_each_other():
+    names = {v.name for v in VARIANTS}
+    assert len(VARIANTS) == 10 and len(names) == 10
+    for v in VARIANTS:
+        assert v.init_from is None or v.init_from in names
+        assert v.expo_of is None or set(v.expo_of) <= names
+        assert (REPO / f"configs/study/{v.config}.yaml").is_file()
+    with pytest.raises(KeyError, match="unknown study variant 'nope'"):
+        variant("nope")
+
+
+def test_study_smoke(tiny_llama_dir, tmp_path, monkeypatch):
+    """The whole command on a 24/8/8-prompt world with one training step per variant: every variant is trained (or
+    extrapolated), scored and reported."""
+    from rlhf.study.__main__ import main
+
+    monkeypatch.chdir(REPO)
+    results = main(["--seeds", "0", "--out", str(tmp_path / "run"), "--results", str(tmp_path / "results"), "--model", str(tiny_llama_dir), "--world-size", "24", "8", "8", "--max-steps", "1"])
+    assert set(results["per_seed"]) == {v.name for v in VARIANTS}
+    for name, runs in results["per_seed"].items():
+        assert len(runs) == 1 and 0.0 <= runs[0]["truth_accuracy"] <= 1.0, name
+        assert math.isfinite(runs[0]["pearson_q"]) and math.isfinite(runs[0]["auroc_contested"]), name
+    assert results["per_seed"]["scaled-bt-init-expo"][0]["alpha"] in EXPO_ALPHAS
+    assert "lambda" in results["per_seed"]["mean-var"][0]
+    assert (tmp_path / "run/seed0/margin-bt-init/checkpoint/model.safetensors").is_file()
+    assert (tmp_path / "results/study.png").stat().st_size > 10_000
+    assert "Orderings of the paper" in (tmp_path / "results/study.md").read_text()
