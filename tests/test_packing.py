@@ -121,3 +121,16 @@ def test_two_step_fit_with_packing(tiny_llama_dir, synthetic_dir, tmp_path):
     assert math.isfinite(float(cli.trainer.callback_metrics["val/accuracy"]))
     changed = [n for n, p in cli.model.model.named_parameters() if p.requires_grad and not torch.equal(p, before[n])]
     assert changed
+
+
+@pytest.mark.gpu
+def test_flash_attention_varlen_packing_matches_padded(tiny_llama_dir):
+    """CUDA + flash-attn only: the varlen path (no mask, position ids only) gives the padded rewards (bf16 tolerance)."""
+    pytest.importorskip("flash_attn")
+    torch.manual_seed(0)
+    spec = BackboneSpec(str(tiny_llama_dir), dtype="bfloat16", attn_implementation="flash_attention_2", lora=LoraSpec(r=4, target_modules=("q_proj", "v_proj")))
+    model = build_reward_model(spec, HeadSpec()).cuda().eval()
+    padded = collate_preferences([EncodedPair(SEQS[0], SEQS[1], 1), EncodedPair(SEQS[2], SEQS[3], 1)], pad_id=0).to("cuda")
+    packed = collate_preferences_packed([EncodedPair(SEQS[0], SEQS[1], 1), EncodedPair(SEQS[2], SEQS[3], 1)]).to("cuda")
+    with torch.no_grad():
+        torch.testing.assert_close(model(packed.tokens).float(), model(padded.input_ids, padded.attention_mask).float(), atol=2e-2, rtol=0)
