@@ -23,6 +23,7 @@ import yaml
 GIB = 1024**3
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
 NF4_BYTES = 0.5 + 0.127 / 8 + 4 / 64 / 8  # 4-bit code + double-quantised absmax per 64-block (≈ 0.52 byte)
+LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")  # LoraSpec's default
 
 
 @dataclass(frozen=True)
@@ -154,8 +155,6 @@ def plan(cfg: dict) -> dict[str, float]:
         out["logits"] = min(tokens, chunk or tokens) * shape.vocab * 4 * 2  # fp32 logits + log-softmax
     return out
 
-
-LORA_TARGETS = ("q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj")
 
 
 def report(cfg: dict, gpu_gib: float = 80.0) -> str:
