@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test install clean
+.PHONY: demo test study install clean
 
 install: $(STAMP)
 
@@ -20,6 +20,9 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest -q
+
+study: $(STAMP)  # reproduction study (python -m rlhf.study): ~25 min on 2 CPU cores, not part of make test
+	$(BIN)/python -m rlhf.study
 
 clean:
 	rm -rf $(VENV) runs models

@@ -85,6 +85,24 @@ def data_position(trainer: Any, seed: int) -> dict[str, int]:
     return {"seed": seed, "epoch": trainer.current_epoch, "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
 
 
+class ResumableDataPosition:
+    """Mixin for a LightningDataModule whose train loader samples with `resumed_sampler(..., self._position)` and
+    keeps it in `self._sampler`: Lightning saves `state_dict()` (the data position) in resume.ckpt and hands it back
+    through `load_state_dict` before the loader is built."""
+
+    _sampler: EpochSampler | None = None
+    _position: dict[str, int] | None = None  # set when resuming
+    trainer: Any
+
+    def state_dict(self) -> dict[str, Any]:
+        if self._sampler is None or self.trainer is None:
+            return {}
+        return data_position(self.trainer, self._sampler.seed)
+
+    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
+        self._position = state_dict or None
+
+
 def resumed_sampler(n: int, shuffle: bool, batch_size: int, default_seed: int, position: dict[str, int] | None, usable: int | None = None) -> EpochSampler:
     """The sampler of a fresh run (position None) or of one resumed at `position` (see `data_position`).
 

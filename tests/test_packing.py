@@ -13,7 +13,7 @@ import math
 import pytest
 import torch
 
-from rlhf.data.collate import EncodedPair, collate_preferences, collate_preferences_packed, pack, pad
+from rlhf.data.collate import EncodedPair, collate_preferences, collate_preferences_packed, pack
 from rlhf.eval.score_pairs import score_sequences
 from rlhf.losses import PAIRWISE_LOSSES
 from rlhf.models.backbone import BackboneSpec, LoraSpec

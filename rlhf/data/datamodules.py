@@ -14,7 +14,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 from functools import partial
-from typing import Any, Literal
+from typing import Literal
 
 import torch
 from lightning.pytorch import LightningDataModule
@@ -26,7 +26,7 @@ from rlhf.data.collate import PACKED_COLLATE, EncodedPair, EncodedRating, Paddin
 from rlhf.data.encode import EncodeStats, Encoder
 from rlhf.data.templates import TemplateSpec
 from rlhf.data.token_budget import budget_batches, collate_group
-from rlhf.resume import EpochSampler, data_position, resumed_sampler
+from rlhf.resume import ResumableDataPosition, resumed_sampler
 from rlhf.types import PreferencePair, RatingExample
 
 
@@ -55,7 +55,7 @@ class LoaderSpec:
     token_budget: int | None = None
 
 
-class TokenizedDataModule(LightningDataModule):
+class TokenizedDataModule(ResumableDataPosition, LightningDataModule):
     """Shared base: tokenizer loading, encoding statistics and DataLoaders (not used directly in configs)."""
 
     def __init__(self, tokenizer: str | None, template: TemplateSpec, max_length: int, overlength: Literal["drop", "truncate_prompt"], loader: LoaderSpec, on_bad_row: Literal["error", "skip"]):
@@ -67,16 +67,6 @@ class TokenizedDataModule(LightningDataModule):
         self._train: list = []
         self._val: list[list] = []
         self._collate_fns: list = []
-        self._sampler: EpochSampler | None = None
-        self._position: dict[str, int] | None = None  # set when resuming
-
-    def state_dict(self) -> dict[str, Any]:
-        if self._sampler is None or self.trainer is None:
-            return {}
-        return data_position(self.trainer, self._sampler.seed)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._position = state_dict or None
 
     def _encoder(self) -> Encoder:
         if not self.tokenizer_path:

@@ -26,7 +26,7 @@ from rlhf.data.encode import _smallest_fitting
 from rlhf.data.helpsteer2 import DEFAULT_REPO, hub_preference_rows
 from rlhf.data.rows import BadRowError, Row, read_rows, require_text
 from rlhf.data.templates import TemplateSpec, render
-from rlhf.resume import EpochSampler, data_position, resumed_sampler
+from rlhf.resume import ResumableDataPosition, resumed_sampler
 from rlhf.types import PromptBatch
 
 PromptOverlength = Literal["drop", "truncate_left"]
@@ -126,7 +126,7 @@ def collate_prompts(items: Sequence[EncodedPrompt], pad_id: int) -> PromptBatch:
     return PromptBatch(input_ids=ids, attention_mask=mask, prompts=tuple(it.text for it in items))
 
 
-class PromptDataModule(LightningDataModule):
+class PromptDataModule(ResumableDataPosition, LightningDataModule):
     """Unique prompts → left-padded `PromptBatch`es for REINFORCE.
 
     Args:
@@ -153,16 +153,6 @@ class PromptDataModule(LightningDataModule):
         self.stats = PromptStats()
         self.items: list[EncodedPrompt] = []
         self.pad_id = 0
-        self._sampler: EpochSampler | None = None
-        self._position: dict[str, int] | None = None  # set when resuming
-
-    def state_dict(self) -> dict[str, Any]:
-        if self._sampler is None or self.trainer is None:
-            return {}
-        return data_position(self.trainer, self._sampler.seed)
-
-    def load_state_dict(self, state_dict: dict[str, Any]) -> None:
-        self._position = state_dict or None
 
     def _rows(self) -> list[Row]:
         if self.hub_id is not None:
