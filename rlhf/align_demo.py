@@ -66,20 +66,14 @@ def read_curves(metrics_csv: Path) -> dict[str, list[float]]:
 
 def plot_curves(series: dict[str, list[float]], out: Path) -> Path:
     """Reward and KL per step, side by side (matplotlib Agg)."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rlhf.plots import plt, save_figure
 
     fig, axes = plt.subplots(1, 2, figsize=(10, 3.5))
     for ax, key, title in zip(axes, ("rollout/score", "rollout/kl"), ("RM score (mean over samples)", "KL to reference (|k1| token mean)")):
         ax.plot(range(len(series.get(key, []))), series.get(key, []), marker=".")
         ax.set(title=title, xlabel="step")
         ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(out, dpi=110)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out, dpi=110)
 
 
 def _eval_data(cli, n_prompts: int) -> PromptDataModule:

@@ -14,6 +14,16 @@ matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
 
+def save_figure(fig, out: str | Path, dpi: int = 120) -> Path:
+    """Lay out `fig`, write it to `out` (parent directories created), close it; returns the path."""
+    fig.tight_layout()
+    out = Path(out)
+    out.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(out, dpi=dpi)
+    plt.close(fig)
+    return out
+
+
 def read_metric(metrics_csv: str | Path, name: str) -> tuple[list[int], list[float]]:
     """(steps, values) of one metric from a CSVLogger metrics.csv, skipping rows that lack it."""
     steps, values = [], []
@@ -38,10 +48,7 @@ def plot_loss_curves(runs: dict[str, Path], out: str | Path) -> Path:
         ax.set_ylabel("loss")
         ax.grid(alpha=0.3)
         ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return Path(out)
+    return save_figure(fig, out)
 
 
 def plot_margin_histograms(margins: dict[str, list[float]], out: str | Path) -> Path:
@@ -57,7 +64,4 @@ def plot_margin_histograms(margins: dict[str, list[float]], out: str | Path) -> 
     ax.set_xlabel("r(chosen) − r(rejected) on validation pairs")
     ax.set_ylabel("pairs")
     ax.legend()
-    fig.tight_layout()
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return Path(out)
+    return save_figure(fig, out)

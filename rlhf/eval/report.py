@@ -81,10 +81,7 @@ def subset_table(results: Sequence[RewardBenchResult]) -> str:
 
 def plot_sections(results: Sequence[RewardBenchResult], out: str | Path) -> Path:
     """Grouped bars: Overall and the four sections (×100), one bar per model, with the 50% chance line."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
+    from rlhf.plots import plt, save_figure
 
     groups = ["Overall", *SECTIONS]
     width = 0.8 / max(len(results), 1)
@@ -99,12 +96,7 @@ def plot_sections(results: Sequence[RewardBenchResult], out: str | Path) -> Path
     ax.set_title("RewardBench")
     ax.grid(axis="y", alpha=0.3)
     ax.legend(fontsize=8, loc="upper center", bbox_to_anchor=(0.5, -0.1), ncol=min(len(results) + 1, 4), frameon=False)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
 
 
 def write_report(results: Sequence[RewardBenchResult], out_dir: str | Path, data: str) -> dict[str, Path]:

@@ -11,12 +11,8 @@ import math
 import statistics
 from pathlib import Path
 
-import matplotlib
-
-matplotlib.use("Agg")
-import matplotlib.pyplot as plt  # noqa: E402
-
-from rlhf.study.variants import VARIANTS  # noqa: E402
+from rlhf.plots import plt, save_figure
+from rlhf.study.variants import VARIANTS
 
 COLUMNS = (
     ("truth_accuracy", "Truth acc."),
@@ -117,9 +113,4 @@ def plot(summary: dict[str, dict[str, tuple[float, float]]], out: str | Path) ->
         ax.set_ylim(min(floor, lo) - 0.05 * scale, None)
         ax.set_title(title, fontsize=10)
         ax.grid(axis="y", alpha=0.3)
-    fig.tight_layout()
-    out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=120)
-    plt.close(fig)
-    return out
+    return save_figure(fig, out)
