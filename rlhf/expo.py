@@ -15,7 +15,7 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Literal, Sequence
+from typing import Any, Iterator, Literal, Sequence
 
 from lightning.pytorch import Callback, LightningModule, Trainer
 from safetensors.torch import load_file
@@ -77,6 +77,18 @@ def extrapolate_checkpoints(weak: str, strong: str, out: str, alpha: float, conv
     return save_trained(out, merged, meta)
 
 
+def extrapolated_scorers(weak: str, strong: str, alphas: Sequence[float], convention: Convention = "expo") -> Iterator[tuple[float, Any, Any, Any]]:
+    """(α, model, tokenizer, eval settings) per α: the strong checkpoint is loaded once (`rlhf.score.load_scorer`) and
+    each α's extrapolated LoRA + head is copied into it in turn, so a yielded model is valid until the next step."""
+    from rlhf.score import load_scorer
+
+    model, tokenizer, settings, _ = load_scorer(strong)
+    weak_state, strong_state = load_file(str(weights_path(weak))), load_file(str(weights_path(strong)))
+    for alpha in alphas:
+        load_trained_state(model, extrapolate(weak_state, strong_state, alpha, convention), f"ExPO alpha={alpha}")
+        yield alpha, model, tokenizer, settings
+
+
 def sweep(weak: str, strong: str, alphas: Sequence[float], pairs: dict[str, list], convention: Convention = "expo", batch_size: int = 32) -> list[dict]:
     """Accuracy of the extrapolated model on each named list of `BenchPair`s for every α (the base is loaded once).
 
@@ -85,15 +97,12 @@ def sweep(weak: str, strong: str, alphas: Sequence[float], pairs: dict[str, list
     from rlhf.eval.rewardbench_scores import rewardbench_result
     from rlhf.data.encode import Encoder
     from rlhf.eval.score_pairs import encode_pairs, pad_id_of, score_encoded
-    from rlhf.score import load_scorer
 
-    model, tokenizer, settings, _ = load_scorer(strong)
-    encoder = Encoder(tokenizer, settings.template, settings.max_length)
-    encoded = {name: encode_pairs(encoder, items) for name, items in pairs.items()}
-    weak_state, strong_state = load_file(str(weights_path(weak))), load_file(str(weights_path(strong)))
-    rows = []
-    for alpha in alphas:
-        load_trained_state(model, extrapolate(weak_state, strong_state, alpha, convention), f"ExPO alpha={alpha}")
+    rows, encoded = [], None
+    for alpha, model, tokenizer, settings in extrapolated_scorers(weak, strong, alphas, convention):
+        if encoded is None:
+            encoder = Encoder(tokenizer, settings.template, settings.max_length)
+            encoded = {name: encode_pairs(encoder, items) for name, items in pairs.items()}
         row: dict = {"alpha": alpha}
         for name, enc in encoded.items():
             scores = score_encoded(model, enc, pad_id_of(tokenizer), batch_size)

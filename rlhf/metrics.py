@@ -60,6 +60,17 @@ def scalar_divergence(r_a: Tensor, r_b: Tensor) -> Tensor:
     return -(r_a - r_b).abs()
 
 
+LAMBDA_GRID: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
+"""λ values tried when tuning the mean-variance divergence score."""
+
+
+def best_lambda(mu_a: Tensor, sigma_a: Tensor, mu_b: Tensor, sigma_b: Tensor, labels: Tensor, grid: tuple[float, ...] = LAMBDA_GRID) -> tuple[float, Tensor]:
+    """(λ, AUROC): the λ of `grid` whose `mean_var_divergence` best separates `labels` (first one on ties; NaN AUROCs lose)."""
+    tuned = [auroc(mean_var_divergence(mu_a, sigma_a, mu_b, sigma_b, g), labels) for g in grid]
+    best = int(torch.stack(tuned).nan_to_num(-1.0).argmax())
+    return grid[best], tuned[best]
+
+
 STRENGTH_OF_CLASS = (-2.0, -1.0, 0.0, 1.0, 2.0)
 """A signed strength per `MEAN_VAR_CLASSES` class (positive = A better), for the target's expected strength."""
 
@@ -81,8 +92,6 @@ def disagreement_metrics(mu_a: Tensor, sigma_a: Tensor, mu_b: Tensor, sigma_b: T
         a, sa, b, sb, y = mu_a[labelled], sigma_a[labelled], mu_b[labelled], sigma_b[labelled], diverging[labelled] == 1
         out["divergence_auroc"] = auroc(mean_var_divergence(a, sa, b, sb, lam), y)
         out["divergence_auroc_scalar"] = auroc(scalar_divergence(a, b), y)
-        tuned = [auroc(mean_var_divergence(a, sa, b, sb, g), y) for g in lam_grid]
-        best = int(torch.stack(tuned).nan_to_num(-1.0).argmax())
-        out["divergence_auroc_best"] = tuned[best]
-        out["divergence_lambda_best"] = torch.tensor(lam_grid[best])
+        lam_best, out["divergence_auroc_best"] = best_lambda(a, sa, b, sb, y, lam_grid)
+        out["divergence_lambda_best"] = torch.tensor(lam_best)
     return out

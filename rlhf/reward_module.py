@@ -31,7 +31,7 @@ from torch import Tensor
 
 from rlhf.checkpoint import load_trained, read_meta, specs_from_meta
 from rlhf.losses import DEFAULT_EDGES, PAIRWISE_LOSSES, LossName, masked_mse, mean_var_kl_loss, mean_var_nll_loss
-from rlhf.metrics import disagreement_metrics, pairwise_accuracy, pearson
+from rlhf.metrics import LAMBDA_GRID, disagreement_metrics, pairwise_accuracy, pearson
 from rlhf.models.backbone import DTYPES, BackboneSpec, check_tokenizer_fits, load_tokenizer
 from rlhf.models.heads import HeadSpec, attribute_slots
 from rlhf.models.reward_model import RewardModel, build_reward_model
@@ -41,9 +41,6 @@ from rlhf.types import HS2_ATTRIBUTES, DisagreementBatch, PackedPreferenceBatch,
 
 PairBatch = PreferenceBatch | PackedPreferenceBatch
 RatingBatches = (RatingBatch, PackedRatingBatch)
-
-LAMBDA_GRID: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
-"""λ values tried for `val/divergence_auroc_best` (tuned on the validation split itself)."""
 
 
 @dataclass(frozen=True)

@@ -72,14 +72,14 @@ class RewardAPI(ls.LitAPI):
     def setup(self, device: str) -> None:
         from rlhf.data.encode import Encoder
         from rlhf.eval.score_pairs import pad_id_of
-        from rlhf.models.heads import MeanVarHead
+        from rlhf.models.reward_model import has_sigma
         from rlhf.score import load_scorer
 
         model, tokenizer, settings, attributes = load_scorer(self.model_path)
         self.model = model.requires_grad_(False).eval().to(device)
         self.encoder = Encoder(tokenizer, settings.template, settings.max_length)
         self.pad_id, self.attributes = pad_id_of(tokenizer), attributes
-        self.mean_var = isinstance(getattr(model, "head", None), MeanVarHead)
+        self.mean_var = has_sigma(model)
         self.item_limit = self.limits.max_item_tokens or 4 * settings.max_length
         _log(f"loaded {self.model_path} on {device}: template {settings.template.name}, max_length {settings.max_length}, "
              f"item limit {self.item_limit} tokens, {'mean-variance' if self.mean_var else len(attributes)} outputs")

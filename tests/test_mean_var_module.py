@@ -18,7 +18,7 @@ from rlhf.data.collate import pad
 from rlhf.data.disagreement import class_distribution
 from rlhf.data.disagreement_data import EncodedDisagreement, collate_disagreements, parse_disagreement_rows
 from rlhf.data.rows import Row
-from rlhf.reward_module import LAMBDA_GRID
+from rlhf.metrics import LAMBDA_GRID
 from tests.test_reward_module import _args, _fit
 from tests.weight_checks import assert_only_trained_weights_changed
 

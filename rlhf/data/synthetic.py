@@ -2,7 +2,7 @@
 
 Each prompt asks about a subject ("Tell me about the cat."); its two responses are TinyStories-style fact
 sentences whose latent quality q in [0, 4] is a weighted mix of visible features (on topic, right facts,
-fluent vs shuffled words, no repetition, not cut off, more facts). 3-5 noisy simulated annotators rate and
+fluent vs shuffled words, no repetition, not cut off, more facts). 3-5 noisy simulated annotators (`annotators`) rate and
 compare them, and the stored labels are aggregated with the real `rlhf.data.aggregation`. Text uses only
 characters a char-level TinyStories tokenizer knows, and prompt (<= 50) + response (<= 120) fit a 256-token
 context with the SteerLM template. Left out: multi-turn prompts, justification post-processing, safety data.
@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import argparse
 import json
-import math
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
-from rlhf.data.aggregation import NEITHER_VALID, aggregate_ratings, aggregate_strengths
+from rlhf.data.aggregation import aggregate_ratings, aggregate_strengths
+from rlhf.data.annotators import annotate_ratings, annotator_count, panel_strengths
 from rlhf.types import HS2_ATTRIBUTES
 
 FACTS: dict[str, tuple[str, ...]] = {
@@ -55,15 +55,6 @@ PROMPTS = (
 )
 WEIGHTS = {"on_topic": 0.25, "correct": 0.10, "fluent": 0.25, "no_repeat": 0.15, "complete": 0.15, "detail": 0.10}
 """q = 4 * sum(weight * feature); every feature is in [0, 1] and `correct` counts only when on topic."""
-DEGREES = ("slightly better", "better", "much better")
-REASONS = {  # feature -> justification, checked in this order
-    "on_topic": "It talks about what was asked.",
-    "fluent": "It makes more sense.",
-    "complete": "It does not stop in the middle.",
-    "no_repeat": "It does not repeat itself.",
-    "correct": "Its facts are right.",
-    "detail": "It tells more.",
-}
 
 
 @dataclass(frozen=True)
@@ -138,7 +129,7 @@ def make_response(subject: str, rng: random.Random) -> Response:
         "detail": max(0, distinct - 1) / 2,
     }
     q = _quality(features)
-    return Response(text, features, q, _annotate_ratings(_latents(text, features, q), rng))
+    return Response(text, features, q, annotate_ratings(_latents(text, features, q), rng))
 
 
 def _latents(text: str, f: dict[str, float], q: float) -> dict[str, float]:
@@ -152,46 +143,13 @@ def _latents(text: str, f: dict[str, float], q: float) -> dict[str, float]:
     }
 
 
-def _annotator_count(rng: random.Random) -> int:
-    return rng.choice((3, 3, 3, 4, 5))
-
-
-def _annotate_ratings(latents: dict[str, float], rng: random.Random) -> dict[str, tuple[int, ...]]:
-    biases = [rng.gauss(0, 0.25) for _ in range(_annotator_count(rng))]
-    return {
-        name: tuple(min(4, max(0, math.floor(latents[name] + b + rng.gauss(0, 0.45) + 0.5))) for b in biases)
-        for name in HS2_ATTRIBUTES
-    }
-
-
-def _strength(delta: float, rng: random.Random) -> int:
-    """One annotator's -3..3 (never 0) judgement of q2 - q1; 5% are careless and pick at random."""
-    if rng.random() < 0.05:
-        return rng.choice((-3, -2, -1, 1, 2, 3))
-    d = delta + 0.1 + rng.gauss(0, 0.55)  # +0.1: the recency bias towards response 2
-    size = 1 if abs(d) < 0.9 else 2 if abs(d) < 2.0 else 3
-    return size if d >= 0 else -size
-
-
-def _justification(strength: int, r1: Response, r2: Response) -> str:
-    if strength == NEITHER_VALID:
-        return "Neither response is valid."
-    winner, loser = (r1, r2) if strength < 0 else (r2, r1)
-    reason = next((text for k, text in REASONS.items() if winner.features[k] > loser.features[k]), "It reads better.")
-    return f"Response {1 if strength < 0 else 2} is {DEGREES[abs(strength) - 1]}. {reason}"
-
-
 def make_item(rng: random.Random) -> Item:
     """A prompt, two responses and 3-5 preference annotations (-100 sometimes when both are poor)."""
     subject = rng.choice(sorted(FACTS))
     prompt = rng.choice(PROMPTS).format(s=subject)
     r1, r2 = make_response(subject, rng), make_response(subject, rng)
-    strengths = []
-    for _ in range(_annotator_count(rng)):
-        neither = max(r1.quality, r2.quality) < 1.2 and rng.random() < 0.4
-        strengths.append(NEITHER_VALID if neither else _strength(r2.quality - r1.quality, rng))
-    notes = tuple(_justification(s, r1, r2) for s in strengths)
-    return Item(prompt, (r1, r2), tuple(strengths), notes)
+    strengths, notes = panel_strengths(r1, r2, [0.0] * annotator_count(rng), rng)
+    return Item(prompt, (r1, r2), strengths, notes)
 
 
 def make_world(seed: int = 0, n_train_prompts: int = 1200, n_val_prompts: int = 300) -> dict[str, list[Item]]:
@@ -227,7 +185,7 @@ def preference_rows(items: list[Item], split: str) -> list[dict[str, object]]:
     ]
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
+def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
     path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
     return path
 
@@ -272,8 +230,8 @@ def generate(
     world = make_world(seed, n_train_prompts, n_val_prompts)
     paths = {}
     for split, items in world.items():
-        paths[f"ratings_{split}"] = _write_jsonl(out / f"ratings_{split}.jsonl", rating_rows(items))
-        paths[f"preference_{split}"] = _write_jsonl(out / f"preference_{split}.jsonl", preference_rows(items, split))
+        paths[f"ratings_{split}"] = write_jsonl(out / f"ratings_{split}.jsonl", rating_rows(items))
+        paths[f"preference_{split}"] = write_jsonl(out / f"preference_{split}.jsonl", preference_rows(items, split))
     paths["README"] = out / "README.md"
     paths["README"].write_text(_readme(seed, world), encoding="utf-8")
     return paths

@@ -70,9 +70,14 @@ class RewardModel(nn.Module):
 
     def sigma(self, outputs: Tensor) -> Tensor:
         """(B, 2) outputs of a mean-variance head → (B,) σ."""
-        if not isinstance(self.head, MeanVarHead):
+        if not has_sigma(self):
             raise TypeError("sigma() needs a mean-variance head (HeadSpec.kind='mean_var')")
         return self.head.sigma(outputs)
+
+
+def has_sigma(model: nn.Module) -> bool:
+    """Whether `model` (any scorer `rlhf.score.load_scorer` returns) has a mean-variance head, i.e. gives σ."""
+    return isinstance(getattr(model, "head", None), MeanVarHead)
 
 
 def build_reward_model(backbone_spec: BackboneSpec, head_spec: HeadSpec) -> RewardModel:

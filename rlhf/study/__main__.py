@@ -66,34 +66,32 @@ def train_args(v: Variant, seed: int, run_dir: Path, data_dir: Path, model: str,
 
 def _evaluate(path: Path, truth: dict, expo_weak: Path | None = None) -> dict[str, float]:
     """Test metrics of one checkpoint; mean-variance λ and ExPO α chosen on the validation split."""
-    from safetensors.torch import load_file
-
-    from rlhf.checkpoint import load_trained_state, weights_path
-    from rlhf.expo import extrapolate
+    from rlhf.expo import extrapolated_scorers
     from rlhf.score import load_scorer
     from rlhf.study.evaluate import score_truth_pairs, truth_metrics, tune_lambda
 
-    model, tokenizer, settings, _ = load_scorer(path)
-    score = lambda split: score_truth_pairs(model, tokenizer, settings, truth[split]["rows"])  # noqa: E731
+    def metrics(split: str, model, tokenizer, settings, lam: float | None = None) -> dict[str, float]:
+        return truth_metrics(score_truth_pairs(model, tokenizer, settings, truth[split]["rows"]), truth[split]["pairs"], lam)
+
     if expo_weak is None:
-        val, test = score("val"), score("test")
+        model, tokenizer, settings, _ = load_scorer(path)
+        val = score_truth_pairs(model, tokenizer, settings, truth["val"]["rows"])
         lam = tune_lambda(val, truth["val"]["pairs"]) if val.sigma is not None else None
-        return truth_metrics(test, truth["test"]["pairs"], lam)
-    weak, strong = load_file(str(weights_path(expo_weak))), load_file(str(weights_path(path)))
-    best: tuple[float, float] | None = None
-    for alpha in EXPO_ALPHAS:
-        load_trained_state(model, extrapolate(weak, strong, alpha, "expo"), f"ExPO alpha={alpha}")
-        accuracy = truth_metrics(score("val"), truth["val"]["pairs"])["truth_accuracy"]
-        best = (accuracy, alpha) if best is None or accuracy > best[0] else best
-    load_trained_state(model, extrapolate(weak, strong, best[1], "expo"), f"ExPO alpha={best[1]}")
-    return truth_metrics(score("test"), truth["test"]["pairs"]) | {"alpha": best[1]}
+        return metrics("test", model, tokenizer, settings, lam)
+    best: tuple[float, dict[str, float]] | None = None
+    for alpha, *scorer in extrapolated_scorers(str(expo_weak), str(path), EXPO_ALPHAS, "expo"):
+        accuracy = metrics("val", *scorer)["truth_accuracy"]
+        if best is None or accuracy > best[0]:  # the first best α; its test metrics are taken while it is loaded
+            best = (accuracy, metrics("test", *scorer) | {"alpha": alpha})
+    return best[1]
 
 
 def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
     from rlhf.cli import reward_main
     from rlhf.study.evaluate import truth_pairs
     from rlhf.study.report import markdown, orderings, plot, summarise
-    from rlhf.study.world import WorldSpec, read_jsonl, write_study_world
+    from rlhf.data.rows import read_rows
+    from rlhf.study.world import WorldSpec, write_study_world
 
     start = time.perf_counter()
     spec = WorldSpec() if args.world_size is None else replace(WorldSpec(), n_train=args.world_size[0], n_val=args.world_size[1], n_test=args.world_size[2])
@@ -104,8 +102,8 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
     files = write_study_world(args.out / "data", spec)
     truth = {}
     for split in ("val", "test"):
-        rows = read_jsonl(files[f"truth_{split}"])
-        truth[split] = {"rows": rows, "pairs": truth_pairs(rows, read_jsonl(files[f"preference_{split}"]))}
+        rows = read_rows(files[f"truth_{split}"])
+        truth[split] = {"rows": rows, "pairs": truth_pairs(rows, read_rows(files[f"preference_{split}"]))}
     variants = _with_dependencies(args.variants)
     per_seed: dict[str, list[dict[str, float]]] = {v.name: [] for v in variants}
     for seed in args.seeds:

@@ -24,14 +24,12 @@ from torch import Tensor
 
 from rlhf.data.aggregation import aggregate_strengths
 from rlhf.data.disagreement import DivergenceRule, divergence_label
+from rlhf.data.disagreement_data import LABEL_CODES, row_strengths
+from rlhf.data.rows import Row
 from rlhf.data.encode import Encoder
 from rlhf.eval.rewardbench_data import BenchPair
 from rlhf.eval.score_pairs import encode_pairs, pad_id_of, score_sequences
-from rlhf.metrics import auroc, mean_var_divergence, pearson, scalar_divergence
-
-LAMBDA_GRID: tuple[float, ...] = (0.0, 0.1, 0.25, 0.5, 1.0, 2.0, 4.0)
-"""λ values tried on the validation split for the mean-variance divergence score."""
-
+from rlhf.metrics import LAMBDA_GRID, auroc, best_lambda, mean_var_divergence, pearson, scalar_divergence
 
 @dataclass(frozen=True)
 class TruthPairs:
@@ -52,22 +50,21 @@ class PairRewards:
     sigma: Tensor | None = None
 
 
-def truth_pairs(truth_rows: list[dict], preference_rows: list[dict], rule: DivergenceRule = DivergenceRule()) -> TruthPairs:
+def truth_pairs(truth_rows: list[Row], preference_rows: list[Row], rule: DivergenceRule = DivergenceRule()) -> TruthPairs:
     """Align a truth file with its preference file (same order) into tensors."""
     if len(truth_rows) != len(preference_rows):
         raise ValueError(f"truth has {len(truth_rows)} rows, preferences {len(preference_rows)}")
     signs, labels = [], []
     for t, p in zip(truth_rows, preference_rows):
-        if (t["response_1"], t["response_2"]) != (p["response_1"], p["response_2"]):
-            raise ValueError(f"truth and preference rows differ at prompt {t['prompt']!r}")
-        strengths = [a["strength"] for a in p["all_preferences_unprocessed"]]
+        if (t.data["response_1"], t.data["response_2"]) != (p.data["response_1"], p.data["response_2"]):
+            raise ValueError(f"{t.source} and {p.source} are not the same pair")
+        strengths = row_strengths(p)
         agg = aggregate_strengths(strengths)
         signs.append(0 if not agg else (1 if agg > 0 else -1))
-        label = divergence_label(strengths, rule)
-        labels.append({"diverging": 1, "high_agreement": 0}.get(label, -1))
+        labels.append(LABEL_CODES[divergence_label(strengths, rule)])
     return TruthPairs(
-        q=torch.tensor([[t["q_1"], t["q_2"]] for t in truth_rows], dtype=torch.float64),
-        contested=torch.tensor([bool(t["contested"]) for t in truth_rows]),
+        q=torch.tensor([[t.data["q_1"], t.data["q_2"]] for t in truth_rows], dtype=torch.float64),
+        contested=torch.tensor([bool(t.data["contested"]) for t in truth_rows]),
         label_sign=torch.tensor(signs),
         divergence=torch.tensor(labels),
     )
@@ -90,8 +87,8 @@ def divergence_scores(rewards: PairRewards, lam: float | None) -> Tensor:
 
 def tune_lambda(rewards: PairRewards, truth: TruthPairs, grid: tuple[float, ...] = LAMBDA_GRID) -> float:
     """The λ of `grid` with the best contested-vs-agreed AUROC on these (validation) pairs; first best on ties."""
-    values = [float(auroc(divergence_scores(rewards, lam), truth.contested)) for lam in grid]
-    return grid[max(range(len(grid)), key=lambda i: (values[i], -i))]
+    r, sigma = rewards.reward, rewards.sigma
+    return best_lambda(r[:, 0], sigma[:, 0], r[:, 1], sigma[:, 1], truth.contested, grid)[0]
 
 
 def truth_metrics(rewards: PairRewards, truth: TruthPairs, lam: float | None = None, min_gap: float = 0.25) -> dict[str, float]:
@@ -120,20 +117,16 @@ def truth_metrics(rewards: PairRewards, truth: TruthPairs, lam: float | None = N
 
 
 @torch.no_grad()
-def score_truth_pairs(model, tokenizer, settings, truth_rows: list[dict], batch_size: int = 64) -> PairRewards:
+def score_truth_pairs(model, tokenizer, settings, truth_rows: list[Row], batch_size: int = 64) -> PairRewards:
     """Score both responses of every truth row with a loaded scorer (`rlhf.score.load_scorer`)."""
-    pairs = [BenchPair("study", str(i), t["prompt"], t["response_1"], t["response_2"]) for i, t in enumerate(truth_rows)]
+    from rlhf.models.reward_model import has_sigma
+
+    pairs = [BenchPair("study", t.source, t.data["prompt"], t.data["response_1"], t.data["response_2"]) for t in truth_rows]
     encoded = encode_pairs(Encoder(tokenizer, settings.template, settings.max_length), pairs)
     outputs = score_sequences(model, encoded.chosen + encoded.rejected, pad_id_of(tokenizer), batch_size, all_outputs=True)
     n = len(pairs)
     reward = model.reward(outputs).float()
     pair = lambda x: torch.stack([x[:n], x[n:]], dim=1)  # noqa: E731 — (2N,) → (N, 2)
-    sigma = pair(model.sigma(outputs).float()) if _is_mean_var(model) else None
+    sigma = pair(model.sigma(outputs).float()) if has_sigma(model) else None
     return PairRewards(pair(reward), sigma)
-
-
-def _is_mean_var(model) -> bool:
-    from rlhf.models.heads import MeanVarHead
-
-    return isinstance(getattr(model, "head", None), MeanVarHead)
 

@@ -16,13 +16,12 @@ Left out: other disagreement causes of the paper's taxonomy (refusals, errors), 
 from __future__ import annotations
 
 import json
-import math
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from rlhf.data.aggregation import NEITHER_VALID
-from rlhf.data.synthetic import FACTS, PROMPTS, Item, Response, _annotator_count, _justification, _strength, make_item, make_response, preference_rows, rating_rows
+from rlhf.data.annotators import annotator_count, panel_strengths, rate
+from rlhf.data.synthetic import FACTS, PROMPTS, Item, Response, make_item, make_response, preference_rows, rating_rows, write_jsonl
 from rlhf.types import HS2_ATTRIBUTES
 
 CONTESTED_PROMPTS = ("Describe the {s}.", "Say something about the {s}.", "Talk about a {s}.")
@@ -63,15 +62,11 @@ class StudyItem:
         return {"prompt": self.item.prompt, "response_1": r1.text, "response_2": r2.text, "q_1": r1.quality, "q_2": r2.quality, "contested": self.contested}
 
 
-def _rate(latent: float, rng: random.Random) -> int:
-    return min(4, max(0, math.floor(latent + rng.gauss(0, 0.45) + 0.5)))
-
-
 def _contested_ratings(response: Response, tastes: list[float], rng: random.Random) -> dict[str, tuple[int, ...]]:
     """Ratings by a two-group panel: helpfulness moves with each annotator's taste; the other attributes are kept."""
     bias = [rng.gauss(0, 0.25) for _ in tastes]
     shift = response.features["detail"] - 0.5
-    helpful = tuple(_rate(response.quality + b + t * shift, rng) for b, t in zip(bias, tastes))
+    helpful = tuple(rate(response.quality + b + t * shift, rng) for b, t in zip(bias, tastes))
     return {name: helpful if name == "helpfulness" else response.ratings[name] for name in HS2_ATTRIBUTES}
 
 
@@ -88,15 +83,12 @@ def make_contested_item(spec: WorldSpec, rng: random.Random) -> Item:
         r1, r2 = make_response(subject, rng), make_response(subject, rng)
         if abs(r1.features["detail"] - r2.features["detail"]) >= spec.min_detail_gap:
             break
-    tastes = _tastes(_annotator_count(rng), spec.taste, rng)
+    tastes = _tastes(annotator_count(rng), spec.taste, rng)
     r1 = Response(r1.text, r1.features, r1.quality, _contested_ratings(r1, tastes, rng))
     r2 = Response(r2.text, r2.features, r2.quality, _contested_ratings(r2, tastes, rng))
     gap = r2.features["detail"] - r1.features["detail"]
-    strengths = []
-    for t in _tastes(_annotator_count(rng), spec.taste, rng):
-        neither = max(r1.quality, r2.quality) < 1.2 and rng.random() < 0.4
-        strengths.append(NEITHER_VALID if neither else _strength(r2.quality - r1.quality + t * gap, rng))
-    return Item(prompt, (r1, r2), tuple(strengths), tuple(_justification(s, r1, r2) for s in strengths))
+    strengths, notes = panel_strengths(r1, r2, [t * gap for t in _tastes(annotator_count(rng), spec.taste, rng)], rng)
+    return Item(prompt, (r1, r2), strengths, notes)
 
 
 def make_study_world(spec: WorldSpec = WorldSpec()) -> dict[str, list[StudyItem]]:
@@ -113,11 +105,6 @@ def make_study_world(spec: WorldSpec = WorldSpec()) -> dict[str, list[StudyItem]
     return world
 
 
-def _write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
-    return path
-
-
 def write_study_world(out_dir: str | Path, spec: WorldSpec = WorldSpec()) -> dict[str, Path]:
     """Write ratings/preference/truth JSONL per split and world.json (the spec); returns {file stem: path}."""
     out = Path(out_dir)
@@ -125,14 +112,10 @@ def write_study_world(out_dir: str | Path, spec: WorldSpec = WorldSpec()) -> dic
     paths = {}
     for split, study_items in make_study_world(spec).items():
         items = [s.item for s in study_items]
-        paths[f"ratings_{split}"] = _write_jsonl(out / f"ratings_{split}.jsonl", rating_rows(items))
-        paths[f"preference_{split}"] = _write_jsonl(out / f"preference_{split}.jsonl", preference_rows(items, split))
-        paths[f"truth_{split}"] = _write_jsonl(out / f"truth_{split}.jsonl", [s.truth() for s in study_items])
+        paths[f"ratings_{split}"] = write_jsonl(out / f"ratings_{split}.jsonl", rating_rows(items))
+        paths[f"preference_{split}"] = write_jsonl(out / f"preference_{split}.jsonl", preference_rows(items, split))
+        paths[f"truth_{split}"] = write_jsonl(out / f"truth_{split}.jsonl", [s.truth() for s in study_items])
     paths["world"] = out / "world.json"
     paths["world"].write_text(json.dumps(asdict(spec), indent=2))
     return paths
 
-
-def read_jsonl(path: str | Path) -> list[dict]:
-    """The rows of one of the world's JSON Lines files."""
-    return [json.loads(line) for line in Path(path).read_text(encoding="utf-8").splitlines() if line.strip()]
