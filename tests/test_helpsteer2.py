@@ -76,6 +76,42 @@ def test_raw_annotations_are_aggregated(tmp_path: Path) -> None:
     assert (stats.rows, stats.kept, stats.dropped_zero_strength, stats.dropped_spread) == (7, 4, 1, 2)
 
 
+def test_spread_filter_runs_beside_a_stored_strength(tmp_path: Path) -> None:
+    """Hub rows carry `preference_strength` AND the annotations: the paper's filter must still drop spread > 2."""
+    def hub(stored: int, triple: list[int], raw: list[int] | None = None) -> dict[str, Any]:
+        row = PAIR | {"preference_strength": stored,
+                      "three_most_similar_preferences": [{"statement": "s", "elaboration": "e", "strength": t} for t in triple]}
+        return row | ({"all_preferences_unprocessed": [{"strength": r, "justification": "j"} for r in raw]} if raw else {})
+
+    rows = [
+        hub(-1, [-3, -1, 1]),  # NVIDIA's own triple spreads by 4: dropped although a strength is stored
+        hub(2, [1, 2, 3], raw=[1, 2, 3, -3]),  # triple spread 2 passes; the stored strength is used
+        hub(-2, [-100, -2, -2]),  # "neither valid" left out of the spread
+        PAIR | {"preference_strength": 1, "all_preferences_unprocessed": [{"strength": s} for s in (-3, 0, 3)]},  # no triple: ours, spread 3
+        PAIR | {"preference_strength": 3},  # no annotations: nothing to filter
+    ]
+    pairs, stats = load_preference_pairs(write_jsonl(tmp_path / "hub.jsonl", rows))
+    assert [(p.chosen, p.magnitude) for p in pairs] == [("B", 2), ("A", 2), ("B", 3)]
+    assert (stats.rows, stats.kept, stats.dropped_spread, stats.annotated) == (5, 3, 2, 4)
+    assert "2 high-spread (spread filter on 4 annotated rows)" in stats.summary()
+
+
+def test_data_module_prints_the_paper_counts_beside(tmp_path: Path, tiny_llama_dir, monkeypatch) -> None:
+    from rlhf.data import datamodules
+    from rlhf.data.datamodules import PreferenceDataModule
+    from rlhf.data.templates import TemplateSpec
+
+    annotated = PAIR | {"three_most_similar_preferences": [{"strength": s} for s in (-2, -2, -1)]}
+    train = write_jsonl(tmp_path / "t.jsonl", [annotated, annotated | {"three_most_similar_preferences": [{"strength": s} for s in (-3, 0, 1)]}])
+    val = write_jsonl(tmp_path / "v.jsonl", [PAIR])
+    messages: list[str] = []
+    monkeypatch.setattr(datamodules, "rank_zero_info", messages.append)
+    PreferenceDataModule(train_path=str(train), val_path=str(val), tokenizer=str(tiny_llama_dir), template=TemplateSpec(system=""), max_length=64).setup("fit")
+    train_msg = next(m for m in messages if "preference/train" in m)
+    assert "kept 1" in train_msg and "1 high-spread (spread filter on 2 annotated rows); the paper kept 6,766 train pairs" in train_msg
+    assert "paper" not in next(m for m in messages if "preference/val" in m)  # no annotations: no comparison
+
+
 def test_rating_modes(tmp_path: Path) -> None:
     helpful_only = {"prompt": "P", "response": "R", "helpfulness": 2, "extra": "ignored"}
     path = write_jsonl(tmp_path / "r.jsonl", [RATING, helpful_only])

@@ -186,7 +186,8 @@ class PreferenceDataModule(TokenizedDataModule):
         pairs, load_stats = helpsteer2.load_preference_pairs(self._source(split), on_bad_row=self.on_bad_row)
         stats = EncodeStats()
         encoded = _encode_pairs(encoder, pairs, self._policy(split), stats)
-        self._report(f"preference/{split}", stats, load_stats.summary())
+        paper = f"; the paper kept {helpsteer2.PAPER_PAIRS[split]:,} {split} pairs" if load_stats.annotated else ""
+        self._report(f"preference/{split}", stats, load_stats.summary() + paper)
         return encoded
 
 

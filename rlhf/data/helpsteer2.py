@@ -1,9 +1,9 @@
 """HelpSteer2 rows -> typed examples: preference pairs (spec §1.2) and attribute ratings (spec §1.1).
 
 Pair convention (NeMo-Aligner bt_loss_func): strength < 0 -> response_1 chosen, > 0 -> response_2 chosen,
-magnitude m = |strength|. Strength-0 pairs, and pairs whose raw annotations fail aggregation (spread > 2 or
-no valid annotation), are dropped and counted, never turned into m=0 pairs. Files and Hub rows share one
-parser. Left out: the justification texts, the `disagreements` subset's 2-label QA rules, multi-turn
+magnitude m = |strength|. Strength-0 pairs, and pairs whose annotations fail the paper's filter (the three most
+similar spread by > 2, or none valid; applied whenever annotations are present, also beside a stored strength as
+on the Hub) are dropped and counted, never turned into m=0 pairs. Files and Hub rows share one parser. Left out: the justification texts, the `disagreements` subset's 2-label QA rules, multi-turn
 splitting (that is `rlhf.data.templates`), tokenisation and length filtering (the data module's job).
 """
 
@@ -35,6 +35,8 @@ Source = str | Path | Sequence[Row]
 """A `.jsonl`/`.parquet` path, or rows already read (e.g. from `hub_preference_rows`)."""
 
 DEFAULT_REPO = "nvidia/HelpSteer2"
+PAPER_PAIRS = {"train": 6766, "val": 352}
+"""HelpSteer2-Preference pairs per split after the paper's spread and zero-strength filters (spec §1.2)."""
 
 
 @dataclass
@@ -46,7 +48,8 @@ class LoadStats:
         kept: examples returned.
         skipped_bad: malformed rows skipped (only with on_bad_row="skip").
         dropped_zero_strength: preference rows whose strength is 0.
-        dropped_spread: preference rows whose raw annotations have spread > 2 or no valid annotation.
+        dropped_spread: preference rows whose annotations have spread > 2 or no valid annotation.
+        annotated: preference rows with annotations, i.e. that the spread filter was applied to.
     """
 
     rows: int = 0
@@ -54,37 +57,58 @@ class LoadStats:
     skipped_bad: int = 0
     dropped_zero_strength: int = 0
     dropped_spread: int = 0
+    annotated: int = 0
 
     def summary(self) -> str:
+        spread = f" (spread filter on {self.annotated} annotated rows)" if self.annotated else ""
         return (
             f"{self.rows} rows: kept {self.kept}, skipped {self.skipped_bad} bad, dropped "
-            f"{self.dropped_zero_strength} zero-strength and {self.dropped_spread} high-spread"
+            f"{self.dropped_zero_strength} zero-strength and {self.dropped_spread} high-spread{spread}"
         )
 
 
 def _strength(row: Row) -> int | None:
-    """The aggregate strength: the stored one, else aggregated from raw annotations (None = failed aggregation)."""
-    if has_field(row, "preference_strength"):
-        return require_int(row, "preference_strength", -3, 3)
+    """The aggregate strength, or None when the row's annotations fail the paper's filter (`passes_spread_filter`).
+
+    The filter runs whenever annotations are present, also next to a stored `preference_strength` (hub rows have
+    both); a row that passes keeps its stored strength, else the one aggregated from `all_preferences_unprocessed`.
+    """
+    stored = require_int(row, "preference_strength", -3, 3) if has_field(row, "preference_strength") else None
+    if passes_spread_filter(row) is False:
+        return None
+    if stored is not None:
+        return stored
     strengths = raw_strengths(row)
     if strengths is None:
         raise field_error(row, "preference_strength", "missing")
     return aggregate_strengths(strengths)
 
 
+def passes_spread_filter(row: Row, max_spread: int = 2) -> bool | None:
+    """The paper's filter: the three most similar annotations (NVIDIA's `three_most_similar_preferences` when
+    present, else chosen from `all_preferences_unprocessed` / `strengths`, "neither valid" left out) spread by
+    at most `max_spread`, and at least one is valid. None when the row has no annotations."""
+    if has_field(row, "three_most_similar_preferences"):
+        name = "three_most_similar_preferences"
+        triple = [_annotation_strength(row, i, a, name) for i, a in enumerate(require_list(row, name))]
+        valid = [s for s in triple if s != NEITHER_VALID]
+        return bool(valid) and max(valid) - min(valid) <= max_spread
+    strengths = raw_strengths(row)
+    return None if strengths is None else aggregate_strengths(strengths, max_spread) is not None
+
+
 def raw_strengths(row: Row) -> list[int] | None:
     """Every annotator's strength (−3..3, or −100) from `all_preferences_unprocessed` or `strengths`; None if absent."""
     if has_field(row, "all_preferences_unprocessed"):
         annotations = require_list(row, "all_preferences_unprocessed")
-        return [_annotation_strength(row, i, a) for i, a in enumerate(annotations)]
+        return [_annotation_strength(row, i, a, "all_preferences_unprocessed") for i, a in enumerate(annotations)]
     if has_field(row, "strengths"):
         raw = require_list(row, "strengths")
         return [check_int(row, f"strengths[{i}]", s, -3, 3, (NEITHER_VALID,)) for i, s in enumerate(raw)]
     return None
 
 
-def _annotation_strength(row: Row, index: int, annotation: object) -> int:
-    name = "all_preferences_unprocessed"
+def _annotation_strength(row: Row, index: int, annotation: object, name: str) -> int:
     if not isinstance(annotation, dict) or "strength" not in annotation:
         raise field_error(row, f"{name}[{index}]", "expected an object with a 'strength'")
     return check_int(row, f"{name}[{index}].strength", annotation["strength"], -3, 3, (NEITHER_VALID,))
@@ -165,6 +189,7 @@ def parse_preference_rows(
                 raise
             stats.skipped_bad += 1
             continue
+        stats.annotated += passes_spread_filter(row) is not None
         if outcome == "zero_strength":
             stats.dropped_zero_strength += 1
         elif outcome == "spread":
