@@ -129,22 +129,25 @@ def sequence_kl(
     raise ValueError(f"unknown KL aggregate {aggregate!r}; expected 'mean' or 'sum'")
 
 
-def reinforce_loss(logprobs: Tensor, advantages: Tensor, response_mask: Tensor) -> Tensor:
-    """REINFORCE loss: the global token mean of −log π(y_t) · A_i over every response token of the batch.
+def reinforce_loss(logprobs: Tensor, advantages: Tensor, response_mask: Tensor, counted: Tensor) -> Tensor:
+    """REINFORCE loss: the token mean of −log π(y_t) · A_i over the response tokens of the counted samples.
 
     Every counted token weighs the same (NeMo's masked_mean over the micro-batch), so a long response contributes
-    more terms than a short one; a sample whose advantage is 0 still counts in the denominator.
+    more terms than a short one. Samples that are not counted (`rlhf.advantages.counted_samples`: unended ones under
+    the default rule, or groups with < 2 counted) have A = 0 and stay out of the denominator too, so the step size
+    does not shrink as fewer samples end.
 
     Args:
         logprobs: (N, R) log π(y_t), with grad.
         advantages: (N,) A_i, treated as constants (detached).
         response_mask: (N, R) bool.
+        counted: (N,) bool, the samples that learn.
 
     Returns:
-        Scalar Σ_{i,t} m_it · (−log π(y_it) · A_i) / Σ m_it.
+        Scalar Σ_{i counted, t} m_it · (−log π(y_it) · A_i) / Σ_{i counted, t} m_it (0 when nothing is counted).
     """
     per_token = -logprobs * advantages.detach().unsqueeze(1)
-    return masked_mean(per_token, response_mask)
+    return masked_mean(per_token, response_mask & counted.bool().unsqueeze(1))
 
 
 # --- Offline DPO analogues (spec §3.8): the BT losses applied to the implicit reward difference Δ ---

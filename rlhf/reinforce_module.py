@@ -1,8 +1,8 @@
 """ReinforceModule: online REINFORCE with a leave-one-out (RLOO) baseline and a KL-regularised reward (spec §6.2).
 
 Per batch of prompts: sample K responses each (no grad), score the decoded text with a frozen reward source,
-recompute log π with grad and log π_ref with the adapter disabled, r̃ = r − β·KL (KL without grad), RLOO advantages
-over the samples that ended, loss = token mean of −log π · A. One optimizer step per batch (or per accumulated
+recompute log π with grad and log π_ref with the adapter disabled, r̃ = r − β·KL (KL without grad and without
+dropout), RLOO advantages over the samples that ended, loss = token mean of −log π · A over the counted samples. One optimizer step per batch (or per accumulated
 batches: samples stay on-policy, since weights change only at the step). The reference is the LoRA policy with its
 adapter off; only LoRA weights train. Under ModelParallelStrategy the policy and the RM are sharded with FSDP2.
 Left out: PPO clipping, several updates per rollout, a value model.
@@ -13,7 +13,7 @@ from __future__ import annotations
 import dataclasses
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import contextmanager, nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -22,13 +22,13 @@ import torch
 from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
+from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from rlhf.advantages import counted_samples, kl_penalised_reward, rloo_advantages, whiten
 from rlhf.losses import KLAggregate, KLEstimator, masked_mean, reinforce_loss, sequence_kl
 from rlhf.models.backbone import DTYPES, BackboneSpec, check_tokenizer_fits, load_backbone, load_tokenizer
-from rlhf.models.policy import GenerationSpec, eos_token_ids, reference_logprobs, sample, token_stats
+from rlhf.models.policy import GenerationSpec, dropout_off, eos_token_ids, reference_logprobs, sample, token_stats
 from rlhf.models.sharding import shard_model
 from rlhf.resume import keep_trained, restore_trained
 from rlhf.rewards import RewardSource
@@ -49,6 +49,8 @@ class ObjectiveSpec:
         unended_penalty: None: samples without EOS get zero advantage and stay out of the baseline; a number: they
             count like the others with reward r̃ − unended_penalty.
         whiten_advantages: standardise the advantages over the counted samples of the batch (off in NeMo).
+        dropout_in_gradient: with LoRA dropout > 0, keep dropout in the gradient pass (the KL and the old log-probs
+            are always computed without dropout, like the reference's); False runs every pass without dropout.
     """
 
     kl_coef: float = 0.01
@@ -56,6 +58,7 @@ class ObjectiveSpec:
     kl_aggregate: KLAggregate = "mean"
     unended_penalty: float | None = None
     whiten_advantages: bool = False
+    dropout_in_gradient: bool = False
 
 
 class ReinforceModule(LightningModule):
@@ -102,8 +105,8 @@ class ReinforceModule(LightningModule):
             self.reward.shard(self.device_mesh)
         self.reward.requires_grad_(False).train()  # frozen; its score() runs in eval mode and restores this flag
         self.model.train()  # from_pretrained returns eval mode; generation and the reference pass switch to eval
-        if self.backbone_spec.lora.dropout > 0:
-            rank_zero_warn("LoRA dropout > 0: the KL penalty then uses log-probs of a dropout-perturbed policy")
+        if self.backbone_spec.lora.dropout > 0 and self.objective.dropout_in_gradient:
+            rank_zero_info("LoRA dropout > 0 in the gradient pass only; the KL uses a second pass without dropout")
 
     def checkpoint_meta(self) -> dict:
         return {"kind": "policy", "backbone": dataclasses.asdict(self.backbone_spec),
@@ -135,16 +138,16 @@ class ReinforceModule(LightningModule):
         with self._timed("score"):
             rollout = make_rollout(sequences, batch, k, self.tokenizer, self.reward, self.eos_ids)
         ids, mask, start = rollout.sequences, rollout.attention_mask, rollout.prompt_length
-        policy = token_stats(self.model, ids, mask, start, temperature, self.chunk_tokens)  # (N, R) log π with grad, entropy
+        policy, old_logprobs = self._policy_logprobs(ids, mask, start)  # (N, R) log π with grad (+ entropy); without dropout, no grad
         ref_logprobs = reference_logprobs(self.model, ids, mask, start, temperature, self.chunk_tokens)  # (N, R) adapter off, no grad
-        kl = sequence_kl(policy.logprobs.detach(), ref_logprobs, rollout.response_mask, obj.kl_estimator, obj.kl_aggregate)  # (N,)
+        kl = sequence_kl(old_logprobs, ref_logprobs, rollout.response_mask, obj.kl_estimator, obj.kl_aggregate)  # (N,)
         rewards = kl_penalised_reward(rollout.scores, kl, obj.kl_coef)  # (N,)
         advantages = rloo_advantages(rewards, rollout.ended, k, obj.unended_penalty)  # (N,)
         counted = counted_samples(rollout.ended, k, obj.unended_penalty)
         if obj.whiten_advantages:
             advantages = whiten(advantages, counted)
-        loss = reinforce_loss(policy.logprobs, advantages, rollout.response_mask)
-        k1 = sequence_kl(policy.logprobs.detach(), ref_logprobs, rollout.response_mask, "k1", obj.kl_aggregate)
+        loss = reinforce_loss(policy.logprobs, advantages, rollout.response_mask, counted)  # uncounted samples: out of the denominator
+        k1 = sequence_kl(old_logprobs, ref_logprobs, rollout.response_mask, "k1", obj.kl_aggregate)
         self.log_dict({
             "train/loss": loss, "train/counted_fraction": counted.float().mean(), "train/advantage_abs": advantages.abs().mean(),
             "rollout/score": rollout.scores.mean(), "rollout/kl": kl.mean(), "rollout/kl_k1": k1.mean(),
@@ -154,6 +157,18 @@ class ReinforceModule(LightningModule):
         }, prog_bar=False, batch_size=len(batch.prompts))
         self._maybe_log_samples(rollout)
         return loss
+
+    def _policy_logprobs(self, ids: Tensor, mask: Tensor, start: int) -> tuple[Any, Tensor]:
+        """The gradient pass (dropout only if `objective.dropout_in_gradient`) and the log-probs without dropout
+        that the KL uses, as the reference's are: one pass unless dropout is kept for the gradient."""
+        temperature, chunk = self.generation.temperature, self.chunk_tokens
+        keep_dropout = self.objective.dropout_in_gradient and self.backbone_spec.lora.dropout > 0
+        with nullcontext() if keep_dropout else dropout_off(self.model):
+            policy = token_stats(self.model, ids, mask, start, temperature, chunk)
+        if not keep_dropout:
+            return policy, policy.logprobs.detach()
+        with torch.no_grad(), dropout_off(self.model):
+            return policy, token_stats(self.model, ids, mask, start, temperature, chunk).logprobs
 
     def on_train_batch_end(self, outputs: Any, batch: PromptBatch, batch_idx: int) -> None:
         total = time.perf_counter() - self._times["start"]

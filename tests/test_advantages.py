@@ -118,15 +118,30 @@ def test_reinforce_loss_is_a_global_token_mean_and_its_gradient():
     # d loss / d logp_it = −A_i / 5 on counted tokens, 0 elsewhere
     logp = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, -1.5, 0.0]], requires_grad=True)
     mask = torch.tensor([[T, T, F], [T, T, T]])
-    loss = reinforce_loss(logp, torch.tensor([2.0, -1.0]), mask)
+    loss = reinforce_loss(logp, torch.tensor([2.0, -1.0]), mask, torch.tensor([T, T]))
     assert_close(loss, torch.tensor(0.8))
     loss.backward()
     assert_close(logp.grad, torch.tensor([[-0.4, -0.4, 0.0], [0.2, 0.2, 0.2]]))
 
 
+def test_uncounted_samples_stay_out_of_the_denominator():
+    # row 0 counted (A = 2, 2 tokens: terms 2, 4), row 1 not counted (unended: A = 0, 3 tokens)
+    # → (2 + 4) / 2 = 3, not 6 / 5: the step must not shrink because a sample did not end
+    logp = torch.tensor([[-1.0, -2.0, -3.0], [-0.5, -1.5, -1.0]], requires_grad=True)
+    mask = torch.tensor([[T, T, F], [T, T, T]])
+    ended = torch.tensor([T, F, T, T])  # K = 2: group 0 = rows 0, 1 (one ended → n = 1: nothing counted), group 1 = rows 2, 3
+    assert counted_samples(ended, 2).tolist() == [F, F, T, T]
+    loss = reinforce_loss(logp, torch.tensor([2.0, 0.0]), mask, torch.tensor([T, F]))
+    assert_close(loss, torch.tensor(3.0))
+    loss.backward()
+    assert_close(logp.grad, torch.tensor([[-1.0, -1.0, 0.0], [0.0, 0.0, 0.0]]))
+    nothing = torch.zeros(1, 2, requires_grad=True)
+    assert reinforce_loss(nothing, torch.zeros(1), torch.ones(1, 2, dtype=torch.bool), torch.tensor([F])).item() == 0.0
+
+
 def test_positive_advantage_raises_the_sampled_log_prob():
     logp = torch.zeros(1, 2, requires_grad=True)
-    reinforce_loss(logp, torch.tensor([1.0]), torch.ones(1, 2, dtype=torch.bool)).backward()
+    reinforce_loss(logp, torch.tensor([1.0]), torch.ones(1, 2, dtype=torch.bool), torch.tensor([T])).backward()
     assert (logp.grad < 0).all()  # gradient descent increases log π of the sampled tokens
 
 

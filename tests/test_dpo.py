@@ -1,6 +1,6 @@
 """DPO (spec §3.8): each loss on a 2-pair example by hand, the m=1 / m=0 reductions, prompt tokens masked out, the
-pair encoding (prompt rendered up to the assistant turn + response + EOS), Δ exactly 0 at initialisation (LoRA B = 0),
-and a 2-step fit through `dpo_main` that changes only the LoRA weights with a finite loss.
+pair encoding (prompt rendered up to the assistant turn + response + EOS), the module's loss against a hand gather
+with a perturbed LoRA (policy ≠ reference), and a 2-step fit through `dpo_main` that changes only the LoRA weights with a finite loss.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from rlhf.cli import dpo_main
 from rlhf.data.dpo_data import DPODataModule
 from rlhf.data.templates import TemplateSpec
 from rlhf.dpo_module import DPOModule
-from rlhf.losses import DPO_LOSSES, dpo, dpo_delta, margin_dpo, masked_sum, scaled_dpo
+from rlhf.losses import DPO_LOSSES, dpo, dpo_delta, margin_dpo, scaled_dpo
 from rlhf.models.backbone import BackboneSpec, LoraSpec, load_tokenizer
 from tests.weight_checks import assert_only_trained_weights_changed
 
@@ -63,24 +63,6 @@ def test_scaled_with_unit_margin_and_margin_with_zero_margin_equal_regular():
     assert set(DPO_LOSSES) == {"dpo", "margin_dpo", "scaled_dpo"}
 
 
-def test_prompt_tokens_do_not_contribute():
-    # (4 sequences = 2 chosen over 2 rejected) × 5 token log-probs; the first 2 (or 3) columns are prompt tokens.
-    torch.manual_seed(0)
-    policy, ref = -torch.rand(4, 5), -torch.rand(4, 5)
-    mask = torch.tensor([[0, 0, 1, 1, 1], [0, 0, 0, 1, 1], [0, 0, 1, 1, 0], [0, 0, 0, 1, 1]], dtype=torch.bool)
-
-    def loss(p: torch.Tensor, r: torch.Tensor) -> torch.Tensor:
-        sp, sr = masked_sum(p, mask, dim=1), masked_sum(r, mask, dim=1)
-        return dpo(dpo_delta(sp[:2], sp[2:], sr[:2], sr[2:], 0.1), MARGIN)
-
-    perturbed_p, perturbed_r = policy.clone(), ref.clone()
-    perturbed_p[~mask] = -50.0 * torch.rand(int((~mask).sum()))
-    perturbed_r[~mask] = -7.0
-    assert loss(perturbed_p, perturbed_r).item() == loss(policy, ref).item()
-    perturbed_p[0, 2] -= 1.0  # a response token does count
-    assert loss(perturbed_p, perturbed_r).item() != loss(policy, ref).item()
-
-
 @pytest.fixture(scope="module")
 def dpo_data(tiny_llama_dir, synthetic_dir) -> DPODataModule:
     data = DPODataModule(train_path=str(synthetic_dir / "preference_train.jsonl"), val_path=str(synthetic_dir / "preference_val.jsonl"),
@@ -110,15 +92,40 @@ def test_pairs_are_prompt_plus_response_plus_eos(dpo_data, tiny_llama_dir, synth
         assert tokenizer.decode(ids[start:-1].tolist()).strip() == expected.strip()
 
 
-def test_delta_is_zero_at_initialisation(dpo_data, tiny_llama_dir):
-    module = DPOModule(BackboneSpec(str(tiny_llama_dir), attn_implementation="sdpa", lora=LoraSpec(r=4, alpha=8)))
+def _manual_sequence_logprobs(model, batch, mask=None) -> torch.Tensor:
+    """(2B,) Σ log p(y_t | y_<t) over the response tokens (or `mask`), by hand: one forward, log_softmax, gather."""
+    logits = model(input_ids=batch.input_ids, attention_mask=batch.attention_mask.long()).logits.float()  # (2B, T, V)
+    logp = torch.log_softmax(logits[:, :-1], dim=-1).gather(-1, batch.input_ids[:, 1:, None])[..., 0]  # (2B, T−1)
+    return (logp * (batch.response_mask if mask is None else mask)[:, 1:]).sum(1)
+
+
+def test_module_loss_equals_a_manual_gather_with_a_perturbed_lora(dpo_data, tiny_llama_dir):
+    """DPOModule's loss on a batch = −log σ(Δ) from hand-gathered response log-probs of the policy (LoRA B ≠ 0) and
+    the adapter-off reference: catches a wrong shift, prompt or padding tokens counted, or a swapped reference."""
+    module = DPOModule(BackboneSpec(str(tiny_llama_dir), attn_implementation="sdpa", lora=LoraSpec(r=4, alpha=8)), beta=0.5)
     module.configure_model()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in module.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.3)
     batch = next(iter(dpo_data.train_dataloader()))
-    lp = module.pair_logprobs(batch)
-    assert torch.equal(lp.policy.detach(), lp.reference)  # LoRA B = 0: the policy is the reference, bit for bit
-    seq_p, seq_r = masked_sum(lp.policy, lp.mask, dim=1), masked_sum(lp.reference, lp.mask, dim=1)
+    assert (batch.response_mask[:, 1:].sum(1) < batch.attention_mask[:, 1:].sum(1)).all()  # every row has prompt tokens
+    loss = module.training_step(batch, 0)
+    with torch.no_grad():
+        policy = _manual_sequence_logprobs(module.model, batch)
+        with module.model.disable_adapter():
+            reference = _manual_sequence_logprobs(module.model, batch)
     b = batch.num_pairs
-    assert torch.equal(dpo_delta(seq_p[:b], seq_p[b:], seq_r[:b], seq_r[b:], 0.1), torch.zeros(b))
+    assert (policy - reference).abs().min() > 1e-3  # the LoRA does change every sequence's log-prob
+    delta = 0.5 * ((policy[:b] - reference[:b]) - (policy[b:] - reference[b:]))
+    torch.testing.assert_close(loss, -torch.nn.functional.logsigmoid(delta).mean())
+    with torch.no_grad():  # the same with the prompt tokens counted is a different loss: the test can tell them apart
+        p_all = _manual_sequence_logprobs(module.model, batch, batch.attention_mask)
+        with module.model.disable_adapter():
+            r_all = _manual_sequence_logprobs(module.model, batch, batch.attention_mask)
+    delta_all = 0.5 * ((p_all[:b] - r_all[:b]) - (p_all[b:] - r_all[b:]))
+    assert (delta_all - delta).abs().max() > 1e-3
 
 
 class Recorder(L.Callback):

@@ -59,7 +59,20 @@ def test_evaluation_rule_never_drops():
     ids = enc.encode("question", ["r" * 100, "ok"], "truncate", stats)
     assert ids is not None and len(ids[0]) == 100 and ids[1] == enc.ids("", "ok")
     assert (stats.truncated, stats.dropped) == (1, 0)
-    assert ids[0][-3:] == enc.ids("", "")[-3:]  # the template's closing tokens survive
+    closing = len(enc.ids("", "")) - len(enc.open_ids("", ""))  # "\n<extra_id_2>": 13 characters
+    assert ids[0] == enc.open_ids("", "r" * (100 - len(enc.open_ids("", ""))))  # cut, and left open: no closing tokens
+    assert ids[0][-closing:] != enc.ids("", "")[-closing:] and closing == 13
+
+
+def test_prompt_cuts_take_whole_turns_never_part_of_a_marker():
+    # 3 turns; with 1 token per character the minimal left cut would land inside "\n<extra_id_1>User\n"
+    prompt = "u" * 40 + "\n<extra_id_1>Assistant\n" + "a" * 20 + "\n<extra_id_1>User\n" + "last question"
+    overhead = len(_encoder(1000).ids("", "ok"))
+    enc, stats = _encoder(overhead + len("last question") + 5), EncodeStats()  # room for 5 more characters
+    ids = enc.encode(prompt, ["ok"], "truncate_prompt", stats)
+    assert ids == [enc.ids("last question", "ok")] and stats.truncated == 1  # the whole last user turn, nothing of the marker
+    enc = _encoder(overhead + 5)  # only the last turn's tail fits: cut inside its text
+    assert enc.encode(prompt, ["ok"], "truncate", EncodeStats()) == [enc.ids("stion", "ok")]
 
 
 def test_collate_preferences_stacks_chosen_over_rejected():

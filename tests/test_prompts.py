@@ -67,6 +67,17 @@ def test_overlength_drop_and_truncate_left_are_counted(tiny_llama_dir):
     assert ids == PromptEncoder(tokenizer, spec, limit, "drop").ids(text)  # the template survives the cut
 
 
+def test_truncate_left_takes_whole_turns():
+    from tests.test_encode_collate import CharTokenizer  # one id per character
+
+    spec = TemplateSpec(name="steerlm", system="")
+    prompt = "u" * 40 + "\n<extra_id_1>Assistant\n" + "a" * 20 + "\n<extra_id_1>User\n" + "last question"
+    overhead = len(PromptEncoder(CharTokenizer(), spec, 10_000, "drop").ids(""))
+    stats = PromptStats()
+    text, ids = PromptEncoder(CharTokenizer(), spec, overhead + len("last question") + 5, "truncate_left").encode(prompt, stats)
+    assert text == "last question" and stats.truncated == 1  # a character cut would start with "xtra_id_1>User\n" or so
+
+
 def test_collate_pads_on_the_left():
     batch = collate_prompts([EncodedPrompt("a", [1, 5, 6]), EncodedPrompt("b", [1, 7])], pad_id=0)
     assert batch.input_ids.tolist() == [[1, 5, 6], [0, 1, 7]]

@@ -158,3 +158,78 @@ def test_reinforce_raises_a_programmatic_reward(real_tiny_llama, tmp_path):
     noise = abs(starts[0] - starts[1])  # seed-to-seed spread of the untrained policy's mean reward
     for start, end, curve in zip(starts, ends, curves):
         assert end - start > max(0.2, 3 * noise), f"no clear rise: {[round(x, 3) for x in curve]}"
+
+
+@pytest.fixture(scope="module")
+def eos_policy_dir(tiny_llama_dir, tmp_path_factory) -> Path:
+    """A random tiny Llama that ends about half of its 8-token samples: every input embedding carries one large
+    shared direction, so the final hidden state barely depends on the input, and the (untied) LM head row of EOS
+    points along it with logit ≈ 2.2 (P(EOS) ≈ e^2.2 / (e^2.2 + 104) ≈ 8% per token, the other logits ≈ 0)."""
+    import shutil
+
+    from transformers import LlamaConfig, LlamaForCausalLM
+
+    torch.manual_seed(0)
+    config = LlamaConfig.from_pretrained(tiny_llama_dir)
+    config.tie_word_embeddings = False
+    model = LlamaForCausalLM(config).eval()
+    with torch.no_grad():
+        model.model.embed_tokens.weight.add_(3.0 * torch.randn(config.hidden_size))
+        hidden = model.model(input_ids=torch.randint(3, 105, (8, 12))).last_hidden_state.reshape(-1, config.hidden_size)
+        direction = hidden.mean(0)
+        model.lm_head.weight[config.eos_token_id] = 2.2 * direction / direction.dot(direction)
+    out = tmp_path_factory.mktemp("eos-policy")
+    model.save_pretrained(out)
+    for name in ("tokenizer.model", "tokenizer.json", "tokenizer_config.json", "special_tokens_map.json"):
+        if (tiny_llama_dir / name).exists():
+            shutil.copy(tiny_llama_dir / name, out / name)
+    return out
+
+
+def test_default_rule_fit_with_a_policy_that_ends(eos_policy_dir, rm_checkpoint, synthetic_dir, tmp_path):
+    """RLOO over ended samples only (unended_penalty None, the default) inside a fit: some samples end, some do not."""
+    args = [a for a in _fit_args(eos_policy_dir, rm_checkpoint, synthetic_dir / "preference_train.jsonl", tmp_path) if "unended_penalty" not in a]
+    cli = align_main(args + ["--trainer.max_steps=3"], run=False)
+    assert cli.model.objective.unended_penalty is None
+    cli.model.configure_model()
+    before = {n: p.detach().clone() for n, p in cli.model.model.named_parameters()}
+    recorder = Recorder()
+    cli.trainer.callbacks.append(recorder)
+    cli.trainer.fit(cli.model, datamodule=cli.datamodule)
+    ended = [s["rollout/ended_fraction"] for s in recorder.steps]
+    assert all(0 < e < 1 for e in ended), ended  # both kinds in every step
+    assert any(s["train/counted_fraction"] > 0 for s in recorder.steps) and all(math.isfinite(s["train/loss"]) for s in recorder.steps)
+    assert_only_trained_weights_changed(cli.model.model, before)
+
+
+@pytest.mark.parametrize("dropout_in_gradient", [False, True])
+def test_kl_uses_log_probs_without_lora_dropout(eos_policy_dir, monkeypatch, dropout_in_gradient):
+    """With LoRA dropout 0.9 and a reference that IS the policy without dropout, the KL must be exactly 0."""
+    from rlhf import reinforce_module
+    from rlhf.data.prompts import EncodedPrompt, collate_prompts
+    from rlhf.models.policy import eval_mode, token_logprobs
+
+    module = ReinforceModule(
+        BackboneSpec(str(eos_policy_dir), attn_implementation="sdpa", lora=LoraSpec(r=4, alpha=8, dropout=0.9)), CharFrequencyReward("e"),
+        GenerationSpec(num_samples=2, max_new_tokens=6), ObjectiveSpec(dropout_in_gradient=dropout_in_gradient),
+    )
+    module.configure_model()
+    torch.manual_seed(0)
+    with torch.no_grad():
+        for name, p in module.model.named_parameters():
+            if "lora_B" in name:
+                p.normal_(0, 0.5)  # LoRA B = 0 would hide dropout: the adapter output is 0 with or without it
+
+    def policy_without_dropout(model, ids, mask, start, temperature=1.0, chunk_tokens=None):
+        with torch.no_grad(), eval_mode(model):
+            return token_logprobs(model, ids, mask, start, temperature, chunk_tokens)
+
+    kls: list[torch.Tensor] = []
+    original = reinforce_module.sequence_kl
+    monkeypatch.setattr(reinforce_module, "reference_logprobs", policy_without_dropout)
+    monkeypatch.setattr(reinforce_module, "sequence_kl", lambda *a: kls.append(original(*a)) or kls[-1])
+    tokenizer = load_tokenizer(str(eos_policy_dir))
+    batch = collate_prompts([EncodedPrompt("Hi", tokenizer("Hi")["input_ids"])], tokenizer.pad_token_id)
+    loss = module.training_step(batch, 0)
+    assert torch.equal(kls[0], torch.zeros_like(kls[0])), kls[0]
+    assert loss.requires_grad and torch.isfinite(loss)

@@ -1,6 +1,6 @@
 """HelpSteer2-Preference pairs for DPO: each sequence is what the policy would generate, with its response marked.
 
-A sequence is the prompt rendered up to the assistant turn (`rlhf.data.prompts.render_prompt`, exactly what
+A sequence is the prompt rendered up to the assistant turn (`rlhf.data.templates.render_prompt`, exactly what
 REINFORCE and the comparison sample from) + the response text + EOS, so DPO trains the ending the sampler stops at.
 Over-length pairs follow `rlhf.data.encode`'s policies (the `Encoder` subclass only changes how a pair is rendered).
 The response starts after the longest common token prefix with the rendered prompt; a prompt cut from the left keeps
@@ -18,7 +18,6 @@ from rlhf.data import helpsteer2
 from rlhf.data.collate import PaddingSide, pad
 from rlhf.data.datamodules import LoaderSpec, PreferenceDataModule
 from rlhf.data.encode import EncodeStats, Encoder
-from rlhf.data.prompts import render_prompt
 from rlhf.data.templates import TemplateSpec
 from rlhf.types import DPOBatch, PreferencePair
 
@@ -41,12 +40,10 @@ class DPOEncoder(Encoder):
         self.eos = [] if tokenizer.eos_token_id is None else [tokenizer.eos_token_id]
 
     def prompt_ids(self, prompt: str) -> list[int]:
-        text = render_prompt(self.template, prompt, self.tokenizer)
-        return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"])
+        return self.open_ids(prompt, "")
 
     def ids(self, prompt: str, response: str) -> list[int]:
-        text = render_prompt(self.template, prompt, self.tokenizer) + response
-        return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"]) + self.eos
+        return self.open_ids(prompt, response) + self.eos  # a response cut by "truncate" gets no EOS (open_ids)
 
     def response_start(self, prompt: str, response: str, ids: Sequence[int]) -> int:
         """First response column of `ids` (an encoding of this prompt/response, possibly truncated); at least 1."""

@@ -2,11 +2,13 @@
 
 Policies, for text longer than `max_length` tokens after templating:
 - "drop": drop the whole example (a pair is dropped as a pair, never split). Training only.
-- "truncate_prompt": cut the prompt from the left (by characters, the same cut for both responses of a pair)
-  until everything fits; drop the example if even an empty prompt does not fit. Training only.
+- "truncate_prompt": cut the prompt from the left (the same cut for both responses of a pair) until everything
+  fits; drop the example if even an empty prompt does not fit. Training only.
 - "truncate": evaluation's rule, which never drops: cut the prompt from the left; if the response alone is still
-  too long, keep its beginning and cut it from the right. The template's closing tokens are always kept.
-Cutting by characters and re-tokenising keeps the template intact for any tokenizer; the search is a bisection.
+  too long, keep its beginning and cut it from the right, without the template's closing tokens (or DPO's EOS):
+  a cut response must not read as a finished one.
+Prompt cuts take whole turns (`turn_safe_cut`: never inside a turn marker; only the last user turn is cut by
+characters); re-tokenising keeps the template intact for any tokenizer; the search is a bisection.
 """
 
 from __future__ import annotations
@@ -14,7 +16,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Callable, Literal, Sequence
 
-from rlhf.data.templates import TemplateSpec, render
+from rlhf.data.templates import TemplateSpec, render, render_prompt, turn_safe_cut
 
 OverlengthPolicy = Literal["drop", "truncate_prompt", "truncate"]
 
@@ -64,6 +66,11 @@ class Encoder:
         text = render(self.template, prompt, response, self.tokenizer)
         return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"])
 
+    def open_ids(self, prompt: str, response: str) -> list[int]:
+        """Ids of the rendered prompt and `response` with nothing after it (no closing tokens, no EOS)."""
+        text = render_prompt(self.template, prompt, self.tokenizer) + response
+        return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"])
+
     def _fits(self, prompt: str, responses: Sequence[str]) -> bool:
         return all(len(self.ids(prompt, r)) <= self.max_length for r in responses)
 
@@ -76,10 +83,10 @@ class Encoder:
         if policy == "drop":
             stats.dropped += 1
             return None
-        cut = _smallest_fitting(lambda k: self._fits(prompt[k:], responses), len(prompt))
+        cut = _smallest_fitting(lambda k: self._fits(prompt[turn_safe_cut(prompt, k):], responses), len(prompt))
         if cut is not None:
             stats.truncated += 1
-            return [self.ids(prompt[cut:], r) for r in responses]
+            return [self.ids(prompt[turn_safe_cut(prompt, cut):], r) for r in responses]
         if policy == "truncate_prompt":
             stats.dropped += 1
             return None
@@ -87,8 +94,11 @@ class Encoder:
         return [self._cut_response(r) for r in responses]
 
     def _cut_response(self, response: str) -> list[int]:
-        """Empty prompt, response cut from the right (keeping its start) until it fits."""
-        keep = _smallest_fitting(lambda k: len(self.ids("", response[: len(response) - k])) <= self.max_length, len(response))
+        """Empty prompt; a response that does not fit is cut from the right (keeping its start) and left open."""
+        whole = self.ids("", response)
+        if len(whole) <= self.max_length:
+            return whole
+        keep = _smallest_fitting(lambda k: len(self.open_ids("", response[: len(response) - k])) <= self.max_length, len(response))
         if keep is None:
             raise ValueError(f"max_length {self.max_length} is shorter than the template alone")
-        return self.ids("", response[: len(response) - keep])
+        return self.open_ids("", response[: len(response) - keep])

@@ -4,8 +4,8 @@ Sources: HelpSteer2-Preference (a local file or the hub's `nvidia/HelpSteer2`, d
 any JSONL/Parquet with a "prompt" field, e.g. the shipped hh-rlhf harmless prompts (data/hh-rlhf). Prompts are
 de-duplicated in file order. `render_prompt` renders with the policy's template (SteerLM or the tokenizer's chat
 template) and cuts at the start of the assistant's text, so the policy continues the assistant turn. Prompts longer
-than `max_prompt_length` tokens are dropped or cut from the left (by characters, template kept); both are counted
-and logged. The order is a pure function of (seed, epoch) and resume checkpoints store how far an epoch got
+than `max_prompt_length` tokens are dropped or cut from the left on whole turns (`turn_safe_cut`: the oldest turns
+go first, only the last user turn is cut by characters, template kept); both are counted and logged. The order is a pure function of (seed, epoch) and resume checkpoints store how far an epoch got
 (`rlhf.resume`). Left out: multi-turn rollouts and prompt weighting.
 """
 
@@ -25,12 +25,11 @@ from rlhf.data.collate import pad
 from rlhf.data.encode import _smallest_fitting
 from rlhf.data.helpsteer2 import DEFAULT_REPO, hub_preference_rows
 from rlhf.data.rows import BadRowError, Row, read_rows, require_text
-from rlhf.data.templates import TemplateSpec, render
+from rlhf.data.templates import TemplateSpec, render_prompt, turn_safe_cut
 from rlhf.resume import ResumableDataPosition, resumed_sampler
 from rlhf.types import PromptBatch
 
 PromptOverlength = Literal["drop", "truncate_left"]
-_CUT = "\x00RESPONSE\x00"  # a response no template changes; the prompt text ends where it starts
 
 
 @dataclass
@@ -73,14 +72,6 @@ def unique_prompts(rows: Sequence[Row], split: str | None, stats: PromptStats, o
     return list(seen)
 
 
-def render_prompt(template: TemplateSpec, prompt: str, tokenizer: Any = None) -> str:
-    """The templated text up to where the assistant's answer begins (generation starts right after it)."""
-    text = render(template, prompt, _CUT, tokenizer)
-    if text.count(_CUT) != 1:
-        raise ValueError("render_prompt: the template did not keep the response text verbatim exactly once")
-    return text[: text.index(_CUT)]
-
-
 class PromptEncoder:
     """Renders and tokenises prompts with one tokenizer, template and token limit.
 
@@ -104,12 +95,13 @@ class PromptEncoder:
         ids = self.ids(prompt)
         if len(ids) <= self.max_prompt_length:
             return prompt, ids
-        cut = _smallest_fitting(lambda k: len(self.ids(prompt[k:])) <= self.max_prompt_length, len(prompt) - 1)
+        cut = _smallest_fitting(lambda k: len(self.ids(prompt[turn_safe_cut(prompt, k):])) <= self.max_prompt_length, len(prompt) - 1)
         if self.overlength == "drop" or cut is None:
             stats.dropped += 1
             return None
         stats.truncated += 1
-        return prompt[cut:], self.ids(prompt[cut:])
+        kept = prompt[turn_safe_cut(prompt, cut):]
+        return kept, self.ids(kept)
 
 
 @dataclass(frozen=True)

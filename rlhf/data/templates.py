@@ -3,8 +3,8 @@
 - `render_steerlm`: the NeMo-Aligner SteerLM/regression template, "<extra_id_0>System ... <extra_id_2>".
 - `render_chat`: a tokenizer's own chat template, passed in as its `apply_chat_template` method (duck-typed,
   so this module never imports transformers).
-`split_turns` recovers HelpSteer2's multi-turn message list. Left out: tokenisation, truncation and the
-length filter (the data module's job), and generation prompts for the policy.
+`split_turns` recovers HelpSteer2's multi-turn message list; `render_prompt` is the text up to the assistant's
+answer; `turn_safe_cut` moves a left cut of a prompt to whole turns. Left out: tokenisation, the length filter.
 """
 
 from __future__ import annotations
@@ -20,6 +20,8 @@ STEERLM_SYSTEM = (
 )
 _ROLES = {"User": "user", "Assistant": "assistant"}
 _TURN_SEPARATOR = re.compile(r"\n<extra_id_1>(User|Assistant)\n")
+
+_CUT = "\x00RESPONSE\x00"  # a response no template changes; the prompt text ends where it starts
 
 Message = dict[str, str]
 """{"role": "system" | "user" | "assistant", "content": str}"""
@@ -109,3 +111,26 @@ def render(spec: TemplateSpec, prompt: str, response: str, tokenizer: Any = None
         has_template = getattr(tokenizer, "chat_template", None) is not None
         return render_chat(messages, response, tokenizer.apply_chat_template, spec.system or None, has_template)
     raise ValueError(f"unknown template {spec.name!r}; expected 'steerlm' or 'chat'")
+
+
+def render_prompt(template: TemplateSpec, prompt: str, tokenizer: Any = None) -> str:
+    """The templated text up to where the assistant's answer begins (generation starts right after it)."""
+    text = render(template, prompt, _CUT, tokenizer)
+    if text.count(_CUT) != 1:
+        raise ValueError("render_prompt: the template did not keep the response text verbatim exactly once")
+    return text[: text.index(_CUT)]
+
+
+def turn_safe_cut(prompt: str, k: int) -> int:
+    """The smallest left cut ≥ k (prompt[cut:] is kept) that splits no turn marker and starts at a user turn.
+
+    Whole turns go first: a cut before the last user turn moves to the start of the next user turn; only inside
+    the last user turn's text may it fall on any character (a marker there is skipped whole). Non-decreasing in k,
+    so a bisection over k stays valid.
+    """
+    markers = list(_TURN_SEPARATOR.finditer(prompt))
+    starts = [0] + [m.end() for m in markers if m.group(1) == "User"]
+    if k < starts[-1]:
+        return next(s for s in starts if s >= k)
+    inside = next((m for m in markers if m.start() < k < m.end()), None)
+    return k if inside is None else inside.end()

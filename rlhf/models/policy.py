@@ -71,6 +71,20 @@ def eval_mode(model: nn.Module) -> Iterator[nn.Module]:
             m.training = training
 
 
+@contextmanager
+def dropout_off(model: nn.Module) -> Iterator[nn.Module]:
+    """Only the dropout layers (LoRA's included) in eval mode inside the block; the rest keeps its mode, so
+    gradient checkpointing (active only in training mode) still runs. Modes are restored after."""
+    dropouts = [m for m in model.modules() if isinstance(m, nn.Dropout) and m.training]
+    for m in dropouts:
+        m.eval()
+    try:
+        yield model
+    finally:
+        for m in dropouts:
+            m.train()
+
+
 def eos_token_ids(model: nn.Module, tokenizer) -> list[int]:
     """Every id that ends a response: the tokenizer's EOS and the generation config's (e.g. Llama 3's <|eot_id|>)."""
     configured = getattr(getattr(model, "generation_config", None), "eos_token_id", None)
