@@ -5,14 +5,14 @@ its metadata, the JSON needed to rebuild the model (`BackboneSpec`, head size an
 written to a temporary name and renamed, so a crash never leaves a half-written checkpoint. Loading checks keys
 and shapes and names the first mismatch. `TrainedWeightsCheckpoint` also writes `resume.ckpt` (Lightning's state
 of optimizer, scheduler and loops, plus RNG and data position; loaded with `weights_only=True`, see `rlhf.resume`),
-refuses to overwrite a checkpoint with non-finite weights, stops at a non-finite loss, and ends with `summary.json`.
+refuses to overwrite a checkpoint with non-finite weights, stops every rank at a non-finite loss on any rank (one
+message naming the ranks), and ends with `summary.json`.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import json
-import math
 import os
 import time
 from pathlib import Path
@@ -25,6 +25,7 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from rlhf.distributed import data_parallel, nonfinite_ranks
 from rlhf.models.backbone import BackboneSpec, LoraSpec
 from rlhf.models.heads import HeadSpec
 from rlhf.models.reward_model import RewardModel, build_reward_model
@@ -36,12 +37,26 @@ CONFIG_NAME = "config.yaml"
 META_KEY = "rlhf"
 
 
-def trained_state_dict(model: nn.Module) -> dict[str, Tensor]:
-    """Detached CPU copies of the parameters that require grad (LoRA + head).
+def trained_state_dict(model: nn.Module, root: nn.Module | None = None) -> dict[str, Tensor]:
+    """Detached CPU copies of the parameters that require grad (LoRA + head), named as in the unwrapped model.
 
-    FSDP2-sharded parameters are all-gathered first (a collective: every rank must call this).
+    Sharded parameters are gathered first, a collective (every rank must call this): FSDP2 DTensors one by one;
+    FSDP1 (Lightning's `FSDPStrategy`, `use_orig_params=True`) by unsharding every FSDP unit of `root`, the outermost
+    wrapper (`trainer.strategy.model`, which may wrap `model` from outside), for the duration of the copy.
     """
-    return {n: _full(p).detach().to("cpu").contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
+    from torch.distributed.fsdp import FullyShardedDataParallel
+
+    root = model if root is None else root
+    if not any(isinstance(m, FullyShardedDataParallel) for m in root.modules()):
+        return {n: _full(p).detach().to("cpu").contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
+    from torch.distributed.fsdp._common_utils import clean_tensor_name
+
+    with FullyShardedDataParallel.summon_full_params(root, writeback=False):
+        state = {clean_tensor_name(n): p.detach().to("cpu").contiguous().clone() for n, p in model.named_parameters() if p.requires_grad}
+    flat = next((n for n in state if "_flat_param" in n), None)
+    if flat is not None:
+        raise ValueError(f"checkpoint: FSDP1 without use_orig_params hides the trained tensors in '{flat}'; set use_orig_params: true")
+    return state
 
 
 def _full(p: Tensor) -> Tensor:
@@ -136,7 +151,7 @@ class TrainedWeightsCheckpoint(Callback):
         return Path(os.path.expandvars(self.dirpath)) if self.dirpath else Path(trainer.default_root_dir) / "checkpoint"
 
     def save(self, trainer: Trainer, pl_module: LightningModule) -> Path | None:
-        state = trained_state_dict(pl_module.model)
+        state = trained_state_dict(pl_module.model, trainer.strategy.model)
         bad = next((n for n, t in state.items() if not bool(torch.isfinite(t).all())), None)
         if bad is not None:
             raise FloatingPointError(f"step {trainer.global_step}: trained tensor '{bad}' is not finite; not saving, the last good "
@@ -175,11 +190,12 @@ class TrainedWeightsCheckpoint(Callback):
             self._rng_to_restore = None
 
     def on_before_backward(self, trainer: Trainer, pl_module: LightningModule, loss: Tensor) -> None:
-        value = float(loss.detach())
-        if not math.isfinite(value):
+        _, world = data_parallel(trainer)
+        bad = nonfinite_ranks(trainer.strategy, float(loss.detach()), pl_module.device, world)  # all ranks see all losses
+        if bad:  # every rank stops here with the same message, so none is left waiting in the gradient all-reduce
             where = f"{self.resolve_dir(trainer)} (step {self.last_saved_step})" if self.last_saved_step is not None else "none written yet"
-            raise FloatingPointError(f"loss is {value} at step {trainer.global_step + 1}: stopping before the update; "
-                                     f"last good checkpoint: {where}")
+            what = "loss is " + ", ".join(f"{v} on rank {r}" for r, v in bad.items()) + f" (of {world})" if world > 1 else f"loss is {bad[0]}"
+            raise FloatingPointError(f"{what} at step {trainer.global_step + 1}: stopping before the update; last good checkpoint: {where}")
 
     def on_train_batch_end(self, trainer: Trainer, pl_module: LightningModule, *args: Any) -> None:
         step = trainer.global_step

@@ -69,7 +69,8 @@ def _shared_settings() -> dict:
     return {
         "save_config_callback": ConfigToCheckpoint,
         "save_config_kwargs": {"overwrite": True},
-        "trainer_defaults": {"enable_checkpointing": False},
+        # the data modules shard over ranks themselves (rlhf.distributed, rlhf.resume.EpochSampler)
+        "trainer_defaults": {"enable_checkpointing": False, "use_distributed_sampler": False},
         "auto_configure_optimizers": False,
     }
 

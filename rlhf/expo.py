@@ -96,10 +96,10 @@ class ExpoCheckpoint(Callback):
         self.config_yaml: str | None = None  # filled in by the CLI with the resolved config
 
     def on_train_end(self, trainer: Trainer, pl_module: LightningModule) -> None:
-        if not trainer.is_global_zero:
+        strong = trained_state_dict(pl_module.model, trainer.strategy.model)  # gathers FSDP shards: a collective, so every rank takes part
+        if not trainer.is_global_zero:  # rank 0 writes
             return
         weak = load_file(str(weights_path(self.weak)))
-        strong = trained_state_dict(pl_module.model)
         meta = expo_meta(self.weak, read_meta(self.weak), pl_module.checkpoint_meta(), self.alpha, self.convention)
         out = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "checkpoint-expo"
         save_trained(out, extrapolate(weak, strong, self.alpha, self.convention), meta, self.config_yaml)

@@ -2,11 +2,12 @@
 
 Lightning's `trainer.fit(ckpt_path=...)` restores optimizer, scheduler and loop counters; this file adds the rest.
 `rng_state`/`set_rng_state`: torch (CPU, CUDA), numpy and Python RNGs as tensors and plain values, readable with
-`torch.load(weights_only=True)`. `EpochSampler`: a shuffle that is a pure function of (seed, epoch) and skips the
-batches an interrupted epoch already trained on (`data_position`/`resumed_sampler`). `keep_trained`/`restore_trained`:
+`torch.load(weights_only=True)`. `EpochSampler`: a shuffle that is a pure function of (seed, epoch), sharded over the
+data-parallel ranks (so data modules set `use_distributed_sampler=False`), that skips the batches an interrupted epoch
+already trained on (`data_position`/`resumed_sampler`). `keep_trained`/`restore_trained`:
 the Lightning checkpoint keeps only trainable tensors (LoRA + head), checked by name and shape on load; the frozen
 base is not touched. `resume_file`: a checkpoint directory's `resume.ckpt`. Left out: resuming with another world
-size or batch size (the data position is counted in batches).
+size (refused with a clear error) or batch size (the data position is counted in batches).
 """
 
 from __future__ import annotations
@@ -51,38 +52,59 @@ def set_rng_state(state: dict[str, Any]) -> None:
 
 
 class EpochSampler(Sampler[int]):
-    """Indices 0..n-1, shuffled by a generator seeded with seed + epoch (so a resumed run sees the same order).
+    """One rank's share of indices 0..n-1, shuffled by a generator seeded with seed + epoch (so a resumed run sees
+    the same order on every rank).
+
+    The epoch's global order is padded by wrapping around to a multiple of `num_replicas` (as torch's
+    DistributedSampler does, so every rank has as many batches) and rank r takes every num_replicas-th index from r:
+    micro-batch s of all ranks together is micro-batch s of one process with num_replicas times the batch size.
 
     Args:
         n: dataset size.
         seed: base seed of the shuffle.
-        shuffle: False gives 0..n-1 every epoch.
+        shuffle: False gives 0..n-1 (then sharded) every epoch.
         epoch: the epoch the next iteration belongs to (Lightning calls `set_epoch` at every epoch start).
-        skip: leave out the first `skip` indices of the next iteration only (the part of an epoch already trained on).
+        skip: leave out this rank's first `skip` indices of the next iteration only (what a resumed epoch trained on).
+        rank: this process's data-parallel rank.
+        num_replicas: data-parallel world size.
     """
 
-    def __init__(self, n: int, seed: int, shuffle: bool = True, epoch: int = 0, skip: int = 0):
+    def __init__(self, n: int, seed: int, shuffle: bool = True, epoch: int = 0, skip: int = 0, rank: int = 0, num_replicas: int = 1):
+        if not 0 <= rank < num_replicas:
+            raise ValueError(f"EpochSampler: rank {rank} is not in [0, {num_replicas})")
         self.n, self.seed, self.shuffle, self.epoch, self.skip = n, seed, shuffle, epoch, skip
+        self.rank, self.num_replicas = rank, num_replicas
 
     def set_epoch(self, epoch: int) -> None:
         self.epoch = epoch
 
     def order(self, epoch: int) -> list[int]:
+        """The global order of an epoch (all ranks together, before padding)."""
         if not self.shuffle:
             return list(range(self.n))
         return torch.randperm(self.n, generator=torch.Generator().manual_seed(self.seed + epoch)).tolist()
 
+    def shard(self, epoch: int) -> list[int]:
+        """This rank's indices of an epoch."""
+        order = self.order(epoch)
+        total = len(self) * self.num_replicas
+        padded = (order * -(-total // max(len(order), 1)))[:total]
+        return padded[self.rank :: self.num_replicas]
+
     def __iter__(self) -> Iterator[int]:
         skip, self.skip = self.skip, 0
-        return iter(self.order(self.epoch)[skip:])
+        return iter(self.shard(self.epoch)[skip:])
 
     def __len__(self) -> int:
-        return self.n  # the full epoch: Lightning counts the skipped batches as done (restored loop progress)
+        # the full epoch of one rank: Lightning counts the skipped batches as done (restored loop progress)
+        return -(-self.n // self.num_replicas)
 
 
-def data_position(trainer: Any, seed: int) -> dict[str, int]:
-    """Where training stands in its data: shuffle seed, epoch and batches already trained on in that epoch."""
-    return {"seed": seed, "epoch": trainer.current_epoch, "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed}
+def data_position(trainer: Any, seed: int, world_size: int = 1) -> dict[str, int]:
+    """Where training stands in its data: shuffle seed, epoch, batches each rank already trained on in that epoch,
+    and the data-parallel world size those batches were counted with."""
+    return {"seed": seed, "epoch": trainer.current_epoch, "batches": trainer.fit_loop.epoch_loop.batch_progress.current.processed,
+            "world_size": world_size}
 
 
 class ResumableDataPosition:
@@ -97,25 +119,32 @@ class ResumableDataPosition:
     def state_dict(self) -> dict[str, Any]:
         if self._sampler is None or self.trainer is None:
             return {}
-        return data_position(self.trainer, self._sampler.seed)
+        return data_position(self.trainer, self._sampler.seed, self._sampler.num_replicas)
 
     def load_state_dict(self, state_dict: dict[str, Any]) -> None:
         self._position = state_dict or None
 
 
-def resumed_sampler(n: int, shuffle: bool, batch_size: int, default_seed: int, position: dict[str, int] | None, usable: int | None = None) -> EpochSampler:
-    """The sampler of a fresh run (position None) or of one resumed at `position` (see `data_position`).
+def resumed_sampler(n: int, shuffle: bool, batch_size: int, default_seed: int, position: dict[str, int] | None,
+                    drop_last: bool = False, rank: int = 0, num_replicas: int = 1) -> EpochSampler:
+    """This rank's sampler of a fresh run (position None) or of one resumed at `position` (see `data_position`).
 
-    `usable`: how many of the n examples an epoch trains on (fewer than n with drop_last).
+    `drop_last`: the loader drops each rank's last incomplete batch (an epoch then trains on fewer examples).
     """
     if position is None:
-        return EpochSampler(n, default_seed, shuffle)
+        return EpochSampler(n, default_seed, shuffle, rank=rank, num_replicas=num_replicas)
+    saved_world = position.get("world_size", 1)
+    if saved_world != num_replicas:
+        raise ValueError(f"cannot resume: the checkpoint's data position was counted over {saved_world} data-parallel "
+                         f"rank(s), this run has {num_replicas}; resume with the same devices x num_nodes")
     # our data modules restore the position themselves; Lightning's warning assumes the loader restarts the epoch
     warnings.filterwarnings("ignore", message="You're resuming from a checkpoint that ended before the epoch ended")
     skip = position["batches"] * batch_size
-    if skip >= (n if usable is None else usable):  # the checkpoint was written after the epoch's last batch
-        return EpochSampler(n, position["seed"], shuffle, position["epoch"] + 1)
-    return EpochSampler(n, position["seed"], shuffle, position["epoch"], skip)
+    per_rank = -(-n // num_replicas)
+    usable = per_rank // batch_size * batch_size if drop_last else per_rank
+    if skip >= usable:  # the checkpoint was written after the epoch's last batch
+        return EpochSampler(n, position["seed"], shuffle, position["epoch"] + 1, rank=rank, num_replicas=num_replicas)
+    return EpochSampler(n, position["seed"], shuffle, position["epoch"], skip, rank, num_replicas)
 
 
 def keep_trained(module: nn.Module, checkpoint: dict[str, Any]) -> None:

@@ -11,6 +11,8 @@ target's expected strength (target ties left out), and divergence AUROCs: `val/d
 configured λ, `val/divergence_auroc_scalar` (−|μ_A − μ_B|, the scalar-RM baseline) and
 `val/divergence_auroc_best` / `val/divergence_lambda_best`, λ tuned over `LAMBDA_GRID` ON THE SAME VALIDATION SPLIT
 (optimistic; report it as tuned, or pick λ here and set `mean_var.divergence_lambda` for a held-out split).
+Every pair (or labelled attribute) of an optimizer step weighs the same, across micro-batches of any size (token
+budgets), gradient accumulation and ranks; validation metrics are computed on all ranks' rows gathered together.
 Packed batches (`PackedPreferenceBatch`, `PackedRatingBatch`, from `loader.packing`) take the padding-free forward
 pass and give the same rewards. The backbone is built in `configure_model`, so parsing a config never loads weights;
 under `ModelParallelStrategy` it is then sharded with FSDP2 (`rlhf.models.sharding`). ExPO and RewardBench live
@@ -30,6 +32,7 @@ from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
 from rlhf.checkpoint import load_trained, lora_signature, read_meta, specs_from_meta
+from rlhf.distributed import data_parallel, gather_rows, sum_over_ranks, validation_shard
 from rlhf.losses import DEFAULT_EDGES, PAIRWISE_LOSSES, LossName, masked_mse, mean_var_kl_loss, mean_var_nll_loss
 from rlhf.metrics import LAMBDA_GRID, disagreement_metrics, pairwise_accuracy, pearson
 from rlhf.models.backbone import DTYPES, BackboneSpec, check_tokenizer_fits, load_tokenizer
@@ -100,6 +103,7 @@ class RewardModelModule(LightningModule):
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
         self.model: RewardModel | None = None
         self._val: dict[str, list[Tensor]] = defaultdict(list)
+        self._step_units = 0  # pairs / labelled attributes back-propagated on this rank since the last optimizer step
 
     def configure_model(self) -> None:
         if self.model is not None:
@@ -170,12 +174,31 @@ class RewardModelModule(LightningModule):
         outputs = self._outputs(batch).float()
         return outputs[:, slots[present]], batch.labels[:, present], batch.label_mask[:, present]
 
+    def _counted(self, loss: Tensor, units: int) -> Tensor:
+        """`loss`, the mean over this micro-batch's `units` (pairs or labelled attributes), with its gradient scaled
+        by `units`: summed over micro-batches and ranks, `on_before_optimizer_step` then divides by the step's total,
+        so every unit of an optimizer step weighs the same, whatever the micro-batch sizes (token budgets)."""
+        self._step_units += units
+        if loss.requires_grad:
+            loss.register_hook(lambda grad: grad * units)
+        return loss
+
+    def on_before_optimizer_step(self, optimizer) -> None:
+        # gradients now hold Σ_units ∇loss / (accumulate x world) (Lightning divides by accumulate, DDP/FSDP by world)
+        _, world = data_parallel(self.trainer)
+        total = sum_over_ranks(self.trainer.strategy, self._step_units, self.device, world)
+        self._step_units = 0
+        scale = self.trainer.accumulate_grad_batches * world / total
+        for p in self.parameters():
+            if p.grad is not None:
+                p.grad.mul_(scale)
+
     def training_step(self, batch: PairBatch | RatingBatch | PackedRatingBatch | DisagreementBatch, batch_idx: int) -> Tensor:
         if isinstance(batch, DisagreementBatch):
             if self.loss != "mean_var":
                 raise TypeError(f"loss '{self.loss}' does not train on annotator distributions (DisagreementDataModule); use loss 'mean_var'")
             mu_a, sigma_a, mu_b, sigma_b = self._mean_var(batch)
-            loss = self._mean_var_loss(mu_a, sigma_a, mu_b, sigma_b, batch.target)
+            loss = self._counted(self._mean_var_loss(mu_a, sigma_a, mu_b, sigma_b, batch.target), batch.num_pairs)
             stats = {"loss": loss, "sigma": torch.cat([sigma_a, sigma_b]).mean()}
             if self.model.head.rho_raw is not None:
                 stats["rho"] = self.model.head.rho().detach()
@@ -188,13 +211,13 @@ class RewardModelModule(LightningModule):
             if self.loss != "mse":
                 raise TypeError(f"loss '{self.loss}' trains on preference pairs, but the data module gives ratings")
             pred, labels, mask = self._regression(batch)
-            loss = masked_mse(pred, labels, mask)
+            loss = self._counted(masked_mse(pred, labels, mask), int(mask.sum()))
             self.log("train/loss", loss, prog_bar=True, batch_size=labels.shape[0])
             return loss
         if self.loss == "mse":
             raise TypeError("loss 'mse' trains on ratings (RatingDataModule), but the data module gives preference pairs")
         chosen, rejected = self._pairwise(batch)
-        loss = PAIRWISE_LOSSES[self.loss](chosen, rejected, batch.margin)
+        loss = self._counted(PAIRWISE_LOSSES[self.loss](chosen, rejected, batch.margin), batch.num_pairs)
         stats = {"loss": loss, "accuracy": pairwise_accuracy(chosen, rejected), "margin": (chosen - rejected).mean()}
         self.log_dict({f"train/{k}": v for k, v in stats.items()}, prog_bar=True, batch_size=batch.num_pairs)
         return loss
@@ -220,16 +243,21 @@ class RewardModelModule(LightningModule):
         self._val["margin"].append(batch.margin)
 
     def on_validation_epoch_end(self) -> None:
+        # every rank scored its own block of each validation set: gather them all, then compute the global metrics
+        _, world = validation_shard(self.trainer)
+
+        def rows(*keys: str) -> list[Tensor]:
+            return [gather_rows(self.trainer.strategy, torch.cat(self._val[k]), world) for k in keys]
+
         metrics = {}
         if self._val["chosen"]:
-            metrics.update(self._pair_metrics(*(torch.cat(self._val[k]) for k in ("chosen", "rejected", "margin"))))
+            metrics.update(self._pair_metrics(*rows("chosen", "rejected", "margin")))
         if self._val["pred"]:
-            metrics.update(self._rating_metrics(*(torch.cat(self._val[k]) for k in ("pred", "labels", "label_mask"))))
+            metrics.update(self._rating_metrics(*rows("pred", "labels", "label_mask")))
         if self._val["mu_a"]:
-            keys = ("mu_a", "sigma_a", "mu_b", "sigma_b", "target", "diverging")
-            metrics.update(self._mean_var_metrics(*(torch.cat(self._val[k]) for k in keys)))
+            metrics.update(self._mean_var_metrics(*rows("mu_a", "sigma_a", "mu_b", "sigma_b", "target", "diverging")))
         self._val.clear()
-        self.log_dict(metrics, sync_dist=True)
+        self.log_dict(metrics, sync_dist=False)  # already global and equal on every rank: averaging would change nothing
 
     def _pair_metrics(self, chosen: Tensor, rejected: Tensor, margin: Tensor) -> dict[str, Tensor]:
         out = {"val/accuracy": pairwise_accuracy(chosen, rejected), "val/margin": (chosen - rejected).mean()}

@@ -1,8 +1,8 @@
 """FSDP2 on CPU: 2 gloo processes (ModelParallelStrategy + fully_shard) train 2 steps and match one process.
 
-Lightning always shuffles training data through a `DistributedSampler` (seed = the global seed), so rank r's
-micro-batch s holds pairs perm[4s + r], perm[4s + r + 2]; the single-process run reads the training set in perm order,
-4 pairs per batch, i.e. the same pairs per step. Scaled-BT is a mean over pairs and FSDP averages gradients over ranks, so
+`loader.shuffle: false` holds on every rank: the repo's sampler gives rank r pairs r, r + 2, ..., so rank r's
+micro-batch s holds pairs 4s + r, 4s + r + 2, and the single-process run, 4 pairs per batch in file order, sees the
+same pairs per step. Scaled-BT is a mean over pairs and FSDP averages gradients over ranks, so
 the rank-averaged loss of both steps (step 2 after one AdamW update) and the saved LoRA + head weights must agree.
 A REINFORCE run (policy and reward model both sharded; generation with synced_gpus, packed RM scoring, chunked
 log-probs) trains 2 steps over 2 processes and saves full (gathered) LoRA tensors; sampling makes it a smoke test.
@@ -54,10 +54,6 @@ def test_two_process_fsdp_matches_single_process(tiny_llama_dir, synthetic_dir, 
     assert sharded["world_size"] == 2 and sharded["fsdp_modules"] == 3  # 2 decoder layers + the root
 
     cli = reward_main(_args(tiny_llama_dir, synthetic_dir, tmp_path / "single", 4) + ["--trainer.accelerator=cpu", "--trainer.devices=1"], run=False)
-    data = cli.datamodule
-    data.setup("fit")  # later setup calls are no-ops
-    perm = torch.randperm(len(data._train), generator=torch.Generator().manual_seed(0)).tolist()  # DistributedSampler's, epoch 0
-    data._train = [data._train[i] for i in perm]
     recorder = LossRecorder()
     cli.trainer.callbacks.append(recorder)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)

@@ -126,8 +126,23 @@ def test_resumed_sampler_positions():
     assert resumed_sampler(10, True, 2, 7, None).seed == 7
     mid = resumed_sampler(10, True, 2, 99, {"seed": 7, "epoch": 2, "batches": 3})
     assert (mid.seed, mid.epoch, mid.skip) == (7, 2, 6)
-    end = resumed_sampler(10, True, 4, 99, {"seed": 7, "epoch": 2, "batches": 2}, usable=8)  # drop_last: epoch over
+    end = resumed_sampler(10, True, 4, 99, {"seed": 7, "epoch": 2, "batches": 2}, drop_last=True)  # drop_last: epoch over
     assert (end.epoch, end.skip) == (3, 0)
+    # 2 ranks of 5 indices: the position counts per-rank batches, so 2 batches of 2 leave one index of the epoch
+    two = resumed_sampler(10, True, 2, 99, {"seed": 7, "epoch": 2, "batches": 2, "world_size": 2}, rank=1, num_replicas=2)
+    assert (two.epoch, two.skip, len(two)) == (2, 4, 5)
+    with pytest.raises(ValueError, match="counted over 2 data-parallel rank"):
+        resumed_sampler(10, True, 2, 99, {"seed": 7, "epoch": 2, "batches": 2, "world_size": 2})
+
+
+def test_epoch_sampler_shards_the_global_order_over_ranks():
+    one = EpochSampler(7, seed=5, epoch=1).order(1)
+    shards = [list(EpochSampler(7, 5, epoch=1, rank=r, num_replicas=2)) for r in range(2)]
+    assert len(shards[0]) == len(shards[1]) == 4  # padded by wrapping around: as many batches on every rank
+    padded = one + one[:1]
+    assert shards == [padded[0::2], padded[1::2]]  # micro-batch s of both ranks = micro-batch s of one process
+    assert [list(EpochSampler(5, 0, shuffle=False, rank=r, num_replicas=2)) for r in range(2)] == [[0, 2, 4], [1, 3, 0]]
+    assert list(EpochSampler(7, 5, epoch=1, skip=2, rank=1, num_replicas=2)) == shards[1][2:]
 
 
 def test_rng_state_round_trips_through_weights_only_loading(tmp_path):

@@ -7,6 +7,7 @@ from __future__ import annotations
 import random
 
 import pytest
+import torch
 
 from rlhf.data.datamodules import LoaderSpec, PreferenceDataModule
 from rlhf.data.templates import TemplateSpec
@@ -60,3 +61,30 @@ def test_data_module_loaders_obey_budget(tiny_llama_dir, synthetic_dir, packing)
             assert isinstance(batch, PreferenceBatch) and batch.input_ids.numel() <= budget
         seen += batch.num_pairs
     assert seen == len(dm._train) and len(dm.train_dataloader()) < len(dm._train)
+
+
+
+@pytest.mark.parametrize("loss", ["mse"])  # pairs: over 2 ranks x 2 accumulation in tests/test_multiprocess.py
+def test_one_step_over_micro_batches_equals_one_plain_batch(loss, tiny_llama_dir, synthetic_dir, tmp_path):
+    """All micro-batches of an epoch (different sizes) accumulated into one SGD step (lr 1) move the weights as one
+    plain batch of all the examples: each labelled attribute (or pair) weighs the same, not each micro-batch."""
+    from safetensors.torch import load_file
+
+    from tests.test_multiprocess import BUDGET, _common, _fit
+
+    name = "ratings" if loss == "mse" else "preference"
+    train = tmp_path / "train.jsonl"  # a few rows keep the plain batch small
+    train.write_text("".join((synthetic_dir / f"{name}_train.jsonl").read_text().splitlines(True)[:16]))
+    if loss == "mse":
+        data = ["--model.loss=mse", "--model.head.n_out=5", "--data=rlhf.data.datamodules.RatingDataModule", "--data.loader.token_budget=1000"]
+    else:
+        data = ["--model.loss=scaled_bt", "--data=rlhf.data.datamodules.PreferenceDataModule", "--data.loader.token_budget=1200"]
+    data += [f"--data.train_path={train}", f"--data.val_path={synthetic_dir}/{name}_val.jsonl"]
+    one_step = ["--trainer.limit_val_batches=0", "--trainer.accelerator=cpu", *BUDGET[1:]]  # shuffle off, SGD lr 1
+    # accumulation longer than the epoch: Lightning steps once at the epoch's end, over all its micro-batches
+    micro = _fit(data + _common(tiny_llama_dir, tmp_path / "budget", 1, 1) + one_step + ["--trainer.accumulate_grad_batches=64"])[0]
+    plain = _fit([a for a in data if "token_budget" not in a] + _common(tiny_llama_dir, tmp_path / "plain", 1000, 1) + one_step)[0]
+    assert len(micro) > 2 and len(plain) == 1
+    budget_state, plain_state = (load_file(tmp_path / f"{r}/checkpoint/model.safetensors") for r in ("budget", "plain"))
+    for key in plain_state:
+        torch.testing.assert_close(budget_state[key], plain_state[key], atol=2e-6, rtol=0)

@@ -5,7 +5,9 @@ data's `split` column gives train/val). Examples are rendered with the configure
 `setup`, and over-length examples are handled by the explicit policy in `rlhf.data.encode`; the counts are logged.
 Validation never drops an example: it uses the "truncate" rule. The training order is a pure function of a seed and
 the epoch, and the data module's state (in resume checkpoints) says how many batches of the epoch were trained on, so
-a resumed run continues with the next unseen batch. `loader.packing` collates each batch into one unpadded row
+a resumed run continues with the next unseen batch. Under DDP/FSDP the loaders shard the data themselves (rank-aware
+`EpochSampler` for training, contiguous blocks for validation), so Lightning's distributed sampler must be off
+(`trainer.use_distributed_sampler: false`, the CLI's default). `loader.packing` collates each batch into one unpadded row
 (padding-free packing, `rlhf.data.collate.pack`) for training and validation alike; `loader.token_budget` forms
 micro-batches of similar-length examples up to a number of tokens instead of a fixed count (`rlhf.data.token_budget`).
 """
@@ -26,6 +28,7 @@ from rlhf.data.collate import PACKED_COLLATE, EncodedPair, EncodedRating, Paddin
 from rlhf.data.encode import EncodeStats, Encoder
 from rlhf.data.templates import TemplateSpec
 from rlhf.data.token_budget import budget_batches, collate_group
+from rlhf.distributed import ShardSampler, own_sampling, validation_shard
 from rlhf.resume import ResumableDataPosition, resumed_sampler
 from rlhf.types import PreferencePair, RatingExample
 
@@ -92,9 +95,11 @@ class TokenizedDataModule(ResumableDataPosition, LightningDataModule):
         if self.loader.token_budget is not None:  # pre-formed micro-batches, read one at a time
             groups = budget_batches([_row_lengths(it) for it in items], self.loader.token_budget, self.loader.packing)
             items, batch_size, fn = [[items[i] for i in g] for g in groups], 1, partial(collate_group, fn)
-        sampler = None
-        if train:  # resumable order: a function of (seed, epoch), skipping what a resumed epoch already trained on
-            sampler = self._sampler = resumed_sampler(len(items), shuffle, batch_size, torch.initial_seed(), self._position)
+        rank, world = own_sampling(self.trainer, type(self).__name__)
+        if train:  # resumable order: a function of (seed, epoch), sharded over ranks, skipping what a resumed epoch trained on
+            sampler = self._sampler = resumed_sampler(len(items), shuffle, batch_size, torch.initial_seed(), self._position, rank=rank, num_replicas=world)
+        else:  # this rank's contiguous block (the whole set when sharded); the module gathers before computing metrics
+            sampler = ShardSampler(len(items), *validation_shard(self.trainer))
         generator = torch.Generator().manual_seed(0)  # a new iterator draws a worker seed: not from the global RNG
         return DataLoader(items, batch_size=batch_size, sampler=sampler, collate_fn=fn, num_workers=self.loader.num_workers, generator=generator)
 

@@ -5,7 +5,8 @@ any JSONL/Parquet with a "prompt" field, e.g. the shipped hh-rlhf harmless promp
 de-duplicated in file order. `render_prompt` renders with the policy's template (SteerLM or the tokenizer's chat
 template) and cuts at the start of the assistant's text, so the policy continues the assistant turn. Prompts longer
 than `max_prompt_length` tokens are dropped or cut from the left on whole turns (`turn_safe_cut`: the oldest turns
-go first, only the last user turn is cut by characters, template kept); both are counted and logged. The order is a pure function of (seed, epoch) and resume checkpoints store how far an epoch got
+go first, only the last user turn is cut by characters, template kept); both are counted and logged. The order is a
+pure function of (seed, epoch), sharded over the data-parallel ranks, and resume checkpoints store how far an epoch got
 (`rlhf.resume`). Left out: multi-turn rollouts and prompt weighting.
 """
 
@@ -26,6 +27,7 @@ from rlhf.data.encode import _smallest_fitting
 from rlhf.data.helpsteer2 import DEFAULT_REPO, hub_preference_rows
 from rlhf.data.rows import BadRowError, Row, read_rows, require_text
 from rlhf.data.templates import TemplateSpec, render_prompt, turn_safe_cut
+from rlhf.distributed import own_sampling
 from rlhf.resume import ResumableDataPosition, resumed_sampler
 from rlhf.types import PromptBatch
 
@@ -171,8 +173,8 @@ class PromptDataModule(ResumableDataPosition, LightningDataModule):
 
     def train_dataloader(self) -> DataLoader:
         collate = partial(collate_prompts, pad_id=self.pad_id)
-        drop_last = len(self.items) >= self.batch_size
-        usable = len(self.items) // self.batch_size * self.batch_size if drop_last else len(self.items)
-        self._sampler = resumed_sampler(len(self.items), self.shuffle, self.batch_size, torch.initial_seed(), self._position, usable)
+        rank, world = own_sampling(self.trainer, type(self).__name__)
+        drop_last = -(-len(self.items) // world) >= self.batch_size  # of this rank's share
+        self._sampler = resumed_sampler(len(self.items), self.shuffle, self.batch_size, torch.initial_seed(), self._position, drop_last, rank, world)
         generator = torch.Generator().manual_seed(0)  # a new iterator draws a worker seed: not from the global RNG
         return DataLoader(self.items, batch_size=self.batch_size, sampler=self._sampler, collate_fn=collate, drop_last=drop_last, generator=generator)

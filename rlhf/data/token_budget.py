@@ -4,8 +4,8 @@
 within the budget. The cost of a micro-batch is what the forward pass computes on: the sum of its rows' lengths when
 packed, rows × longest row when padded. An example is all of its rows (a preference pair is its chosen and rejected
 rows, kept together). The grouping is fixed once per data set; the loader shuffles the order of the micro-batches
-(and, under DDP/FSDP, deals whole micro-batches to ranks). Left out: re-bucketing every epoch, and weighting the
-loss by micro-batch size (each micro-batch's loss is its own mean, as with fixed batch sizes).
+(and, under DDP/FSDP, deals whole micro-batches to ranks). The reward module weighs every pair of an optimizer step
+equally whatever its micro-batch's size (`RewardModelModule._counted`). Left out: re-bucketing every epoch.
 """
 
 from __future__ import annotations
