@@ -153,3 +153,36 @@ def test_real_conversational_file() -> None:
 
 def test_detect_helpsteer2_on_no_rows() -> None:
     assert detect_format([]).name == "helpsteer2"
+
+
+def test_prompt_sources_take_the_prompt_part(tmp_path: Path) -> None:
+    """align.py / compare_policies prompts (`unique_prompts`) from pair files of any format and `messages` rows."""
+    from rlhf.data.prompts import PromptStats, unique_prompts
+    from rlhf.data.rows import read_rows
+
+    hh_pairs, _, _ = load_pairs(HH, on_bad_row="skip")
+    stats = PromptStats()
+    prompts = unique_prompts(read_rows(HH), None, stats, on_bad_row="skip")
+    assert prompts == list(dict.fromkeys(p.prompt for p in hh_pairs)) and stats.skipped_bad == 1
+    assert stats.source.startswith("format hh_rlhf")
+    conversational = unique_prompts(read_rows(CONVERSATIONAL), "test", PromptStats())
+    assert conversational[0] == json.loads(CONVERSATIONAL.read_text().splitlines()[95])["chosen"][0]["content"]
+    path = tmp_path / "m.jsonl"
+    path.write_text(json.dumps({"messages": [_user("Hi"), _assistant("Hello."), _user("How are you?"), _assistant("Fine")]}) + "\n"
+                    + json.dumps({"messages": [_user("Only a question")]}) + "\n")
+    assert unique_prompts(read_rows(path), None, PromptStats()) == [TWO_TURNS, "Only a question"]
+
+
+def test_conversational_rating_rows(tmp_path: Path) -> None:
+    from rlhf.data.helpsteer2 import load_rating_examples
+
+    labels = {"helpfulness": 3, "correctness": 4, "coherence": 2, "complexity": 1, "verbosity": 0}
+    path = tmp_path / "r.jsonl"
+    path.write_text(json.dumps({"messages": [_user("Hi"), _assistant("Hello."), _user("How are you?"), _assistant("")], **labels}) + "\n"
+                    + json.dumps({"prompt": TWO_TURNS, "response": "", **labels}) + "\n"
+                    + json.dumps({"messages": [_user("Hi")], **labels}) + "\n")
+    with pytest.raises(BadRowError, match=r"r\.jsonl, line 3, field 'messages': the conversation must end with the assistant's reply"):
+        load_rating_examples(path, helpfulness_only=False)
+    examples, stats = load_rating_examples(path, helpfulness_only=False, on_bad_row="skip")
+    assert examples[0] == examples[1] and examples[0].response == "" and examples[0].labels == (3.0, 4.0, 2.0, 1.0, 0.0)
+    assert (stats.kept, stats.skipped_bad, stats.empty_responses) == (2, 1, 2)

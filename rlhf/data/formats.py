@@ -187,3 +187,42 @@ def load_pairs(
     stats.rows += unreadable
     stats.skipped_bad += unreadable
     return pairs, stats, detected
+
+
+def scored_pair(row: Row, name: str, strength_field: str | None = None) -> tuple[Texts, bool]:
+    """(prompt, chosen, rejected) of a row of pair format `name` for scoring, and whether it is a tie.
+
+    Nothing is dropped: a tie (magnitude 0, or a HelpSteer2 row whose strength is 0 or fails aggregation) keeps its
+    texts in file order (HelpSteer2: response_1, response_2) and is flagged, so evaluation can leave it out of the
+    accuracy and say how many it left out.
+    """
+    if name != "helpsteer2":
+        return PAIR_TEXTS[name](row), magnitude(row, strength_field) == 0
+    outcome = preference_row_outcome(row)
+    if isinstance(outcome, PreferencePair):
+        return (outcome.prompt, outcome.chosen, outcome.rejected), False
+    return (row.data["prompt"], row.data["response_1"], row.data["response_2"]), True
+
+
+PromptSource = Literal["prompt", "messages"] | PreferenceFormat
+
+
+def prompt_source(rows: Sequence[Row]) -> Detected:
+    """Where the prompts of `rows` are: a string `prompt` field, `messages` (all but a final assistant reply), or
+    the prompt of a pair format (`detect_format`)."""
+    if not rows or isinstance(rows[0].data.get("prompt"), str):
+        return Detected("prompt", f"{rows[0].source if rows else 'no rows'} has a string 'prompt'")
+    if "messages" in rows[0].data:
+        return Detected("messages", f"{rows[0].source} has 'messages' (the turns before the last assistant reply)")
+    return detect_format(rows)
+
+
+def row_prompt(row: Row, source: str) -> str:
+    """The prompt of one row whose prompts are in `source` (a `prompt_source` name)."""
+    if source in ("prompt", "helpsteer2", "explicit"):
+        return require_text(row, "prompt")
+    if source == "messages":
+        messages = require_messages(row, "messages")
+        turns = messages[:-1] if messages[-1]["role"] == "assistant" else messages
+        return prompt_text(row, "messages", turns)
+    return PAIR_TEXTS[source](row)[0]

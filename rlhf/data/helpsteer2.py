@@ -4,7 +4,8 @@ Pair convention (NeMo-Aligner bt_loss_func): strength < 0 -> response_1 chosen, 
 magnitude m = |strength|. Strength-0 pairs, and pairs whose raw annotations fail aggregation (spread > 2 or
 no valid annotation), are dropped and counted, never turned into m=0 pairs. Files and Hub rows share one
 parser; other pair formats (TRL, hh-rlhf) reuse `parse_preference_rows` through `rlhf.data.formats`. An empty
-response is a real one: kept, and counted in `LoadStats.empty_responses`; an empty prompt is an error. Left out: the justification texts, the `disagreements` subset's 2-label QA rules, multi-turn
+response is a real one: kept, and counted in `LoadStats.empty_responses`; an empty prompt is an error. Rating rows
+may also be conversational: `messages` (ending with the rated assistant reply) plus the attribute columns. Left out: the justification texts, the `disagreements` subset's 2-label QA rules, multi-turn
 splitting (that is `rlhf.data.templates`), tokenisation and length filtering (the data module's job).
 """
 
@@ -16,7 +17,7 @@ from pathlib import Path
 from typing import Literal
 
 from rlhf.data.aggregation import NEITHER_VALID, aggregate_ratings, aggregate_strengths
-from rlhf.data.messages import require_response
+from rlhf.data.messages import require_response, response_texts
 from rlhf.data.rows import (
     BadRowError,
     Row,
@@ -128,13 +129,13 @@ def _rating(row: Row, name: str) -> int:
 
 
 def parse_rating_row(row: Row, helpfulness_only: bool) -> RatingExample:
-    """Parse one HelpSteer2 ratings row; helpfulness-only mode needs and trains only `helpfulness`.
+    """Parse one ratings row, `{prompt, response, <attributes>}` or conversational `{messages, <attributes>}` (the
+    last message is the rated assistant reply); helpfulness-only mode needs and trains only `helpfulness`.
 
     Raises:
         BadRowError: a field is missing, of the wrong type, or out of range.
     """
-    prompt = require_text(row, "prompt")
-    response = require_response(row, "response")
+    prompt, response = response_texts(row)
     names = HS2_ATTRIBUTES[:1] if helpfulness_only else HS2_ATTRIBUTES
     values = {name: float(_rating(row, name)) for name in names}
     labels = tuple(values.get(name, 0.0) for name in HS2_ATTRIBUTES)

@@ -12,7 +12,7 @@ from __future__ import annotations
 import re
 from typing import Any
 
-from rlhf.data.rows import Row, field_error, require_field
+from rlhf.data.rows import Row, field_error, has_field, require_field, require_text
 from rlhf.data.templates import Message, join_turns
 
 ROLES = ("user", "assistant")
@@ -98,3 +98,12 @@ def is_transcript(value: object) -> bool:
     """True for text that looks like an hh-rlhf transcript (starts with a Human turn, has an Assistant turn)."""
     return isinstance(value, str) and value.lstrip(" ").startswith("\n\nHuman:") and "\n\nAssistant:" in value
 
+
+
+def response_texts(row: Row) -> tuple[str, str]:
+    """(prompt, response) of a single-response row: `{prompt, response}`, or conversational `{messages}` ending with
+    the assistant reply (the turns before it are the prompt)."""
+    if has_field(row, "messages"):
+        turns, reply = split_reply(row, "messages", require_messages(row, "messages"))
+        return prompt_text(row, "messages", turns), reply
+    return require_text(row, "prompt"), require_response(row, "response")
