@@ -1,9 +1,9 @@
 """`python -m rlhf.score`: rewards for a JSONL of responses or pairs, from any reward model this repo writes.
 
-Input rows are `{prompt, response}` or conversational `{messages}` (one reward per row, plus every head output), or
-pairs in any format of `rlhf.data.formats` (both rewards, and pairwise accuracy with equal scores wrong; tie pairs,
-magnitude 0, are scored but left out of the accuracy and counted). `--format auto` detects the format and reports
-it with its evidence. Empty replies are scored; `--on-bad-row skip` skips malformed rows and reports how many. The model is a training checkpoint, an adapter export or a
+Input rows (`rlhf.data.score_rows`) are `{prompt, response}` or `{messages}` (one reward per row, plus every head
+output), or pairs in any format of `rlhf.data.formats` (both rewards, and pairwise accuracy with equal scores
+wrong; tie pairs are scored, flagged and left out of the accuracy). `--format auto` reports the format detected and
+why; empty replies are scored and counted; `--on-bad-row skip` skips malformed rows and counts them. The model is a training checkpoint, an adapter export or a
 merged Hugging Face export (`rlhf.export`); text is rendered with the template the model was trained with and cut by
 evaluation's "truncate" rule (never dropped; truncated rows are flagged and counted). Extra input fields are copied
 to the output. Batching is by length and does not change the rewards.
@@ -21,9 +21,9 @@ from rich.progress import Progress
 from torch import nn
 
 from rlhf.data.encode import EncodeStats, Encoder
-from rlhf.data.formats import PreferenceFormat, detect_format, scored_pair
-from rlhf.data.messages import response_texts
-from rlhf.data.rows import BadRowError, Row, read_rows
+from rlhf.data.formats import PreferenceFormat
+from rlhf.data.rows import Row
+from rlhf.data.score_rows import read_scored_rows
 from rlhf.eval.score_pairs import EvalSettings, pad_id_of, read_eval_settings, score_sequences
 
 
@@ -60,63 +60,28 @@ def _safetensors_meta(file: Path) -> dict[str, str]:
         return f.metadata() or {}
 
 
-def _format(rows: list[Row], format: str) -> tuple[str, str]:
-    """(format, evidence): "responses" for `{prompt, response}` / `{messages}` rows, else a pair format."""
-    if not rows:
-        raise ValueError("no rows to score")
-    if format != "auto":
-        return format, "set by --format"
-    if "response" in rows[0].data or "messages" in rows[0].data:
-        return "responses", f"{rows[0].source} has 'response' or 'messages'"
-    detected = detect_format(rows)
-    return detected.name, detected.evidence
-
-
-def _texts(rows: list[Row], format: str, strength_field: str | None, on_bad_row: str) -> tuple[list[Row], list[tuple[str, list[str], bool]]]:
-    """The rows kept and their (prompt, responses, is_tie); a bad row raises ("error") or is left out ("skip")."""
-    kept, texts = [], []
-    for row in rows:
-        try:
-            if format == "responses":
-                prompt, response = response_texts(row)
-                texts.append((prompt, [response], False))
-            else:
-                (prompt, chosen, rejected), tie = scored_pair(row, format, strength_field)
-                texts.append((prompt, [chosen, rejected], tie))
-        except BadRowError:
-            if on_bad_row == "error":
-                raise
-            continue
-        kept.append(row)
-    return kept, texts
-
-
 def score_file(model_path: str, input_path: str, output_path: str, batch_size: int = 16, packing: bool = False, format: str = "auto", strength_field: str | None = None, on_bad_row: str = "error") -> dict[str, Any]:
     """Score every row of `input_path` and write `output_path` (JSONL); returns a summary. `packing`: padding-free batches."""
     model, tokenizer, settings, attributes = load_scorer(model_path)
-    unreadable: list[BadRowError] = []
-    all_rows = read_rows(input_path, unreadable if on_bad_row == "skip" else None)
-    format, evidence = _format(all_rows, format)
-    rows, texts = _texts(all_rows, format, strength_field, on_bad_row)
-    kind = "responses" if format == "responses" else "pairs"
+    data = read_scored_rows(input_path, format, strength_field, on_bad_row)
+    rows, kind = data.rows, data.kind
     encoder, stats, sequences, flags = Encoder(tokenizer, settings.template, settings.max_length), EncodeStats(), [], []
     with Progress(transient=True) as bar:
         task = bar.add_task("encoding", total=len(rows))
-        for prompt, responses, _ in texts:
+        for prompt, responses in data.texts:
             before = stats.truncated
             sequences += encoder.encode(prompt, responses, "truncate", stats)  # type: ignore[operator]
             flags.append(stats.truncated > before)
             bar.advance(task)
         task = bar.add_task("scoring", total=len(sequences))
         outputs = score_sequences(model, sequences, pad_id_of(tokenizer), batch_size, progress=lambda n: bar.advance(task, n), all_outputs=True, packing=packing)
-    summary = _write(rows, kind, outputs, model.reward(outputs), flags, [t[2] for t in texts], attributes, output_path)
-    empty = sum(not r.strip() for _, responses, _ in texts for r in responses)
-    summary.update({"format": format, "format_evidence": evidence, "skipped_bad": len(all_rows) - len(rows) + len(unreadable), "empty_responses": empty})
+    summary = _write(rows, kind, outputs, model.reward(outputs), flags, attributes, output_path, data.ties)
+    summary.update(data.summary())
     summary.update({"model": model_path, "input": input_path, "output": output_path, "truncated": stats.truncated, "template": settings.template.name, "max_length": settings.max_length})
     return summary
 
 
-def _write(rows: list[Row], kind: str, outputs: torch.Tensor, rewards: torch.Tensor, flags: list[bool], ties: list[bool], attributes: Sequence[str], out: str) -> dict[str, Any]:
+def _write(rows: list[Row], kind: str, outputs: torch.Tensor, rewards: torch.Tensor, flags: list[bool], attributes: Sequence[str], out: str, ties: list[bool]) -> dict[str, Any]:
     Path(out).parent.mkdir(parents=True, exist_ok=True)
     correct = 0
     with open(out, "w") as f:
