@@ -4,8 +4,9 @@ PY ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
+SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test study install clean
+.PHONY: demo test study install clean browser
 
 install: $(STAMP)
 
@@ -23,6 +24,10 @@ test: $(STAMP)
 
 study: $(STAMP)  # reproduction study (python -m rlhf.study): ~25 min on 2 CPU cores, not part of make test
 	$(BIN)/python -m rlhf.study
+
+browser:  # Debian's chromium + chromedriver for the playground's browser test (tests/test_playground.py), via apt-get
+	$(SUDO) apt-get update
+	$(SUDO) apt-get install -y --no-install-recommends chromium chromium-driver
 
 clean:
 	rm -rf $(VENV) runs models

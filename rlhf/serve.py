@@ -2,7 +2,8 @@
 
 Endpoints: `POST /score` (`{prompt, response}` or `{messages}` items, one or a list → reward, every head output, μ/σ
 for a mean-variance RM, truncated flag), `POST /get_reward` (OpenRLHF's remote-RM shape `{"query": [...]}` →
-`{"rewards": [...]}`; queries are text the client already rendered), `GET /health`, `GET /info`.
+`{"rewards": [...]}`; queries are text the client already rendered), `GET /health`, `GET /info`, and `GET /`, the
+browser playground (`rlhf.serve_page`).
 How it maps onto LitServe 0.2.19: `RewardAPI` (`rlhf.serve_api`) is the one LitAPI, at `/score`. `/get_reward` is a
 route added to the server's FastAPI app that hands its body to LitServe's own request handler, so both endpoints
 share one model copy and one batching queue (two LitAPIs would load the model twice). `BodyGuard`, an ASGI
@@ -25,6 +26,7 @@ from fastapi.responses import JSONResponse
 from litserve.server import RegularRequestHandler
 
 from rlhf.serve_api import RewardAPI, ServeLimits
+from rlhf.serve_page import add_playground
 from rlhf.serve_requests import OpenRLHFBody, RequestError
 
 BODY_PATHS = ("/score", "/get_reward")
@@ -91,6 +93,7 @@ def build_server(api: RewardAPI, accelerator: str = "auto", devices: int | str =
         return await handler.handle_request(OpenRLHFBody(await request.json()), OpenRLHFBody)
 
     server.app.add_api_route("/get_reward", get_reward, methods=["POST"], dependencies=[Depends(server.setup_auth(api))])
+    add_playground(server.app)  # GET /: the browser playground (rlhf.serve_page)
     return server
 
 

@@ -3,8 +3,9 @@
 - `render_steerlm`: the NeMo-Aligner SteerLM/regression template, "<extra_id_0>System ... <extra_id_2>".
 - `render_chat`: a tokenizer's own chat template, passed in as its `apply_chat_template` method (duck-typed,
   so this module never imports transformers).
-`split_turns` recovers HelpSteer2's multi-turn message list; `render_prompt` is the text up to the assistant's
-answer; `turn_safe_cut` moves a left cut of a prompt to whole turns. Left out: tokenisation, the length filter.
+`split_turns` recovers HelpSteer2's multi-turn message list and `join_turns` writes one (how hh-rlhf and TRL
+conversations become a prompt string); `render_prompt` is the text up to the assistant's answer; `turn_safe_cut`
+moves a left cut of a prompt to whole turns. Left out: tokenisation, the length filter.
 """
 
 from __future__ import annotations
@@ -39,6 +40,15 @@ def split_turns(prompt: str) -> list[Message]:
     for role, content in zip(parts[1::2], parts[2::2]):
         messages.append({"role": _ROLES[role], "content": content})
     return messages
+
+
+def join_turns(messages: list[Message]) -> str:
+    """The HelpSteer2 prompt string of user/assistant `messages` (the first a user's): `split_turns`'s inverse."""
+    names = {role: name for name, role in _ROLES.items()}
+    text = messages[0]["content"]
+    for message in messages[1:]:
+        text += f"\n<extra_id_1>{names[message['role']]}\n{message['content']}"
+    return text
 
 
 def render_steerlm(messages: list[Message], response: str, system: str = STEERLM_SYSTEM) -> str:
