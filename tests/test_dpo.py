@@ -120,12 +120,16 @@ def test_module_loss_equals_a_manual_gather_with_a_perturbed_lora(dpo_data, tiny
     assert (policy - reference).abs().min() > 1e-3  # the LoRA does change every sequence's log-prob
     delta = 0.5 * ((policy[:b] - reference[:b]) - (policy[b:] - reference[b:]))
     torch.testing.assert_close(loss, -torch.nn.functional.logsigmoid(delta).mean())
-    with torch.no_grad():  # the same with the prompt tokens counted is a different loss: the test can tell them apart
+    with torch.no_grad():  # per sequence too: the module's response log-probs equal the hand gather ...
+        lp = module.pair_logprobs(batch)
+        torch.testing.assert_close((lp.policy * lp.mask).sum(1), policy)
+        torch.testing.assert_close((lp.reference * lp.mask).sum(1), reference)
         p_all = _manual_sequence_logprobs(module.model, batch, batch.attention_mask)
         with module.model.disable_adapter():
             r_all = _manual_sequence_logprobs(module.model, batch, batch.attention_mask)
-    delta_all = 0.5 * ((p_all[:b] - r_all[:b]) - (p_all[b:] - r_all[b:]))
-    assert (delta_all - delta).abs().max() > 1e-3
+    # ... and counting the prompt tokens would change every sequence's log-ratio, so the checks above tell them apart.
+    # (In Δ itself the prompt terms of chosen and rejected cancel when both are padded alike, so Δ alone cannot.)
+    assert ((p_all - r_all) - (policy - reference)).abs().min() > 1e-3
 
 
 class Recorder(L.Callback):

@@ -108,7 +108,8 @@ def test_data_module_prints_the_paper_counts_beside(tmp_path: Path, tiny_llama_d
     monkeypatch.setattr(datamodules, "rank_zero_info", messages.append)
     PreferenceDataModule(train_path=str(train), val_path=str(val), tokenizer=str(tiny_llama_dir), template=TemplateSpec(system=""), max_length=64).setup("fit")
     train_msg = next(m for m in messages if "preference/train" in m)
-    assert "kept 1" in train_msg and "1 high-spread (spread filter on 2 annotated rows); the paper kept 6,766 train pairs" in train_msg
+    assert "kept 1" in train_msg and "1 high-spread (spread filter on 2 annotated rows); " in train_msg
+    assert "empty responses (kept); the paper kept 6,766 train pairs" in train_msg
     assert "paper" not in next(m for m in messages if "preference/val" in m)  # no annotations: no comparison
 
 
