@@ -34,6 +34,8 @@ class ConfigToCheckpoint(SaveConfigCallback):
         for cb in trainer.callbacks:
             if isinstance(cb, (TrainedWeightsCheckpoint, ExpoCheckpoint)):
                 cb.config_yaml = text
+            if isinstance(cb, TrainedWeightsCheckpoint):
+                cb.guard_target(trainer)  # again, now that the config hash is known (still before any model loads)
 
 
 class _RLHFCLI(LightningCLI):
@@ -48,6 +50,9 @@ class _RLHFCLI(LightningCLI):
     def before_fit(self) -> None:
         """`--ckpt_path` may name a checkpoint directory; resume state is only ever loaded with weights_only=True."""
         kwargs = self.config_init[self.subcommand]
+        for cb in self.trainer.callbacks:
+            if isinstance(cb, TrainedWeightsCheckpoint):
+                cb.resuming = bool(kwargs.get("ckpt_path"))  # a resume may write over the checkpoint it continues
         if kwargs.get("ckpt_path"):
             kwargs["ckpt_path"] = str(resume_file(kwargs["ckpt_path"]))
             kwargs["weights_only"] = True

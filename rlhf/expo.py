@@ -12,7 +12,6 @@ checkpoint at the end of a stage-2 fit; `python -m rlhf.expo` writes one from tw
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
@@ -22,6 +21,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from rlhf.checkpoint import load_trained_state, read_meta, save_trained, trained_state_dict, weights_path
+from rlhf.atomic_write import write_json
 
 Convention = Literal["expo", "total"]
 
@@ -152,7 +152,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict] | Path:
     best = max(rows, key=lambda r: r[key])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "expo_sweep.json").write_text(json.dumps({"convention": args.convention, "selected_by": key, "best_alpha": best["alpha"], "rows": rows}, indent=2))
+    write_json(out / "expo_sweep.json", {"convention": args.convention, "selected_by": key, "best_alpha": best["alpha"], "rows": rows})
     if args.wandb_project:
         _log_to_wandb(args, rows)
     for row in rows:

@@ -18,6 +18,7 @@ import torch
 from rich.progress import Progress
 from torch import nn
 
+from rlhf.atomic_write import check_writable, json_line, open_atomic, refuse_overwriting_input
 from rlhf.data.encode import EncodeStats, Encoder
 from rlhf.data.rows import Row, field_error, read_rows, require_text
 from rlhf.eval.score_pairs import EvalSettings, pad_id_of, read_eval_settings, score_sequences
@@ -64,7 +65,7 @@ def _texts(row: Row, kind: str) -> tuple[str, list[str]]:
 
 def _kind(rows: list[Row]) -> str:
     if not rows:
-        raise ValueError("no rows to score")
+        raise ValueError("no rows to score")  # read_rows already refuses an empty file; kept for callers passing rows
     kind = "pairs" if "chosen" in rows[0].data else "responses"
     for row in rows:
         if ("chosen" in row.data) != (kind == "pairs"):
@@ -73,16 +74,22 @@ def _kind(rows: list[Row]) -> str:
 
 
 def score_file(model_path: str, input_path: str, output_path: str, batch_size: int = 16, packing: bool = False) -> dict[str, Any]:
-    """Score every row of `input_path` and write `output_path` (JSONL); returns a summary. `packing`: padding-free batches."""
-    model, tokenizer, settings, attributes = load_scorer(model_path)
+    """Score every row of `input_path` and write `output_path` (JSONL); returns a summary. `packing`: padding-free batches.
+
+    The input is read and checked, and the output checked writable (and not the input), before the model loads; the
+    output appears only once every row is scored (written to a temporary file beside it, then renamed)."""
+    refuse_overwriting_input(output_path, input_path)
+    check_writable(output_path)
     rows = read_rows(input_path)
     kind = _kind(rows)
+    texts = [_texts(row, kind) for row in rows]
+    model, tokenizer, settings, attributes = load_scorer(model_path)
     encoder, stats, sequences, flags = Encoder(tokenizer, settings.template, settings.max_length), EncodeStats(), [], []
     with Progress(transient=True) as bar:
         task = bar.add_task("encoding", total=len(rows))
-        for row in rows:
+        for prompt, responses in texts:
             before = stats.truncated
-            sequences += encoder.encode(*_texts(row, kind), "truncate", stats)  # type: ignore[operator]
+            sequences += encoder.encode(prompt, responses, "truncate", stats)  # type: ignore[operator]
             flags.append(stats.truncated > before)
             bar.advance(task)
         task = bar.add_task("scoring", total=len(sequences))
@@ -93,9 +100,8 @@ def score_file(model_path: str, input_path: str, output_path: str, batch_size: i
 
 
 def _write(rows: list[Row], kind: str, outputs: torch.Tensor, rewards: torch.Tensor, flags: list[bool], attributes: Sequence[str], out: str) -> dict[str, Any]:
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
     correct = 0
-    with open(out, "w") as f:
+    with open_atomic(out) as f:
         for i, row in enumerate(rows):
             extra: dict[str, Any] = {"truncated": flags[i]}
             if kind == "pairs":
@@ -104,7 +110,7 @@ def _write(rows: list[Row], kind: str, outputs: torch.Tensor, rewards: torch.Ten
                 extra.update(score_chosen=chosen, score_rejected=rejected)
             else:
                 extra.update(reward=float(rewards[i]), outputs=dict(zip(attributes, outputs[i].tolist())))
-            f.write(json.dumps({**row.data, **extra}) + "\n")
+            f.write(json_line({**row.data, **extra}))
     summary: dict[str, Any] = {"rows": len(rows), "kind": kind}
     if kind == "pairs":
         summary["accuracy"] = correct / len(rows)
