@@ -24,7 +24,7 @@ from rlhf.models.backbone import BackboneSpec, LoraSpec, load_backbone, load_tok
 from rlhf.models.policy import GenerationSpec, eos_token_ids, sample
 from rlhf.rewards import RewardModelScore
 from rlhf.rollout import make_rollout
-from rlhf.atomic_write import write_json, write_text
+from rlhf.atomic_write import check_writable, write_json, write_text
 
 
 def win_rate(scores: Tensor, base_scores: Tensor) -> float:
@@ -78,6 +78,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Evaluate base + every --policy; write compare.md / compare.json under args.out; return the table rows."""
+    check_writable(args.out, "directory")  # before any model loads
     tokenizer = load_tokenizer(args.base)
     data = PromptDataModule(path=args.prompts, split=args.split, tokenizer=args.base, template=TemplateSpec(args.template, args.system),
                             max_prompt_length=args.max_prompt_length, batch_size=args.batch_size, limit=args.n_prompts, shuffle=False)

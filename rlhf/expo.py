@@ -21,7 +21,7 @@ from safetensors.torch import load_file
 from torch import Tensor
 
 from rlhf.checkpoint import load_trained_state, read_meta, save_trained, trained_state_dict, weights_path
-from rlhf.atomic_write import write_json
+from rlhf.atomic_write import check_writable, write_json
 
 Convention = Literal["expo", "total"]
 
@@ -132,6 +132,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> list[dict] | Path:
     args = _parse(argv)
+    check_writable(args.out, "directory")  # before any model loads
     if args.sweep is None:
         path = extrapolate_checkpoints(args.weak, args.strong, args.out, args.alpha, args.convention)
         print(f"wrote {path} (alpha={args.alpha}, convention={args.convention})")

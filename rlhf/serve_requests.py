@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rlhf.data.rows import is_blank
 from rlhf.data.templates import Message
 
 ROLE_SEPARATORS = {"user": "\n<extra_id_1>User\n", "assistant": "\n<extra_id_1>Assistant\n"}
@@ -62,7 +63,7 @@ def _string(obj: dict[str, Any], key: str, where: str, allow_empty: bool) -> str
     value = obj[key]
     if not isinstance(value, str):
         raise RequestError(422, f"{where}.{key}", f"expected a string, got {_type_name(value)}")
-    if not allow_empty and not value.strip():
+    if not allow_empty and is_blank(value):
         raise RequestError(422, f"{where}.{key}", "empty text")
     return value
 
@@ -136,6 +137,6 @@ def parse_get_reward(body: Any, max_items: int) -> tuple[str, ...]:
     for i, q in enumerate(queries):
         if not isinstance(q, str):
             raise RequestError(422, f"query[{i}]", f"expected a string, got {_type_name(q)}")
-        if not q.strip():
+        if is_blank(q):
             raise RequestError(422, f"query[{i}]", "empty text")
     return tuple(queries)
