@@ -108,7 +108,7 @@ class RequestGuard:
 
 
 async def _reply(error: RequestError, scope: dict, receive: Any, send: Any) -> None:
-    extra = {"connection": "close"} if error.status in (408, 413) else None  # the rest of the body is not read
+    extra = {"connection": "close"} if error.status in (401, 408, 413) else None  # the rest of the body is not read
     await JSONResponse(status_code=error.status, content=error.body(), headers=extra)(scope, receive, send)
 
 

@@ -23,7 +23,6 @@ from pathlib import Path
 import pytest
 
 from rlhf import rewardbench, score
-from rlhf.atomic_write import write_with
 from rlhf.checkpoint import read_meta
 from rlhf.cli import reward_main
 from rlhf.data.datamodules import PreferenceDataModule
@@ -71,6 +70,8 @@ def test_full_disk_leaves_no_half_written_output_and_input_is_never_the_output(r
 
 
 def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
+    from rlhf.atomic_write import write_with
+
     target = tmp_path / "results.json"
     target.write_text('{"old": true}\n')
 
