@@ -137,7 +137,7 @@ class RewardAPI(ls.LitAPI):
         `max_token_chars` characters, so more than limit × that many characters cannot fit (cheap, and exact)."""
         if chars > token_limit * self.max_token_chars:
             raise RequestError(422, where, f"{chars} characters: more than {token_limit} tokens for certain "
-                               f"(no token of this tokenizer is longer than {self.max_token_chars} characters)")
+                               f"(no token of this tokenizer is longer than {self.max_token_chars} character{'s' * (self.max_token_chars != 1)})")
 
     def predict(self, x: Any) -> Any:
         requests = x if self.max_batch_size > 1 else [x]
