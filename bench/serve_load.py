@@ -158,15 +158,17 @@ FAULTS = {  # kind: one bad request (returns when the server answered or closed 
 }
 
 
-def drive_faults(url: str, stop_at: float, counts: dict[str, int]) -> list[threading.Thread]:
-    """One thread per fault kind, each sending its bad request back to back until `stop_at`."""
+def drive_faults(url: str, stop_at: float, counts: dict[str, int], rate: float) -> list[threading.Thread]:
+    """One thread per fault kind, each starting a bad request every 1/`rate` s (or when the last one ends) until `stop_at`."""
     def loop(kind: str) -> None:
         while time.monotonic() < stop_at:
+            started = time.monotonic()
             try:
                 FAULTS[kind](url)
             except requests.RequestException:
                 pass
             counts[kind] += 1
+            time.sleep(max(0.0, 1 / rate - (time.monotonic() - started)))
 
     threads = [threading.Thread(target=loop, args=(kind,), daemon=True) for kind in FAULTS]
     for t in threads:
@@ -174,7 +176,7 @@ def drive_faults(url: str, stop_at: float, counts: dict[str, int]) -> list[threa
     return threads
 
 
-def drive(url: str, clients: int, seconds: float, n_items: int, faults: dict[str, int] | None = None) -> dict[str, float]:
+def drive(url: str, clients: int, seconds: float, n_items: int, faults: dict[str, int] | None = None, fault_rate: float = 5.0) -> dict[str, float]:
     """`clients` threads POST /score back to back until `seconds` pass; latencies of the 200 answers, errors counted."""
     latencies: list[float] = []
     errors = [0]
@@ -201,7 +203,7 @@ def drive(url: str, clients: int, seconds: float, n_items: int, faults: dict[str
                     errors[0] += 1
 
     started = time.monotonic()
-    fault_threads = drive_faults(url, stop_at, faults) if faults is not None else []
+    fault_threads = drive_faults(url, stop_at, faults, fault_rate) if faults is not None else []
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
@@ -234,6 +236,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--accelerator", default="cpu")
     p.add_argument("--out", default="runs/bench/serve_load.json")
     p.add_argument("--faults", action="store_true", help="also run each row with bad requests of every kind mixed in")
+    p.add_argument("--fault-rate", type=float, default=5.0, help="bad requests per second per kind (with --faults)")
     args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="serve-load-"))
     model = Path(args.model) if args.model else tiny_rm(work, args.backbone)
@@ -247,7 +250,7 @@ def main(argv: list[str] | None = None) -> list[dict]:
                 for faults in ([None, {k: 0 for k in FAULTS}] if args.faults else [None]):
                     seen, rss_before = len(batch_sizes(log)), server_rss(proc)
                     row = {"max_batch_size": batch, "items_per_request": n, "clients": args.clients, "faults": faults is not None,
-                           **drive(url, args.clients, args.seconds, n, faults)}
+                           **drive(url, args.clients, args.seconds, n, faults, args.fault_rate)}
                     time.sleep(0.5)  # let the last log lines land
                     sizes = batch_sizes(log)[seen:]
                     row["mean_requests_per_batch"] = round(sum(sizes) / max(len(sizes), 1), 2)
