@@ -2,8 +2,10 @@
 
 Every error names its origin as `"{file}, line {n}"` (JSON Lines, 1-based, as an editor shows it) or
 `"{file}, row {i}"` (Parquet, 0-based table index), and field errors read
-`"{source}, field '{name}': {problem}"`. Only the checks the HelpSteer2 parsers need live here (non-empty
-strings, bounded integers); schemas belong to `rlhf.data.helpsteer2`. No Hub access here.
+`"{source}, field '{name}': {problem}"`. Every reader of the repo goes through `read_rows`, so the file rules are
+the same everywhere: UTF-8 (a BOM is fine; the first bad byte is named), `.jsonl.gz` read directly, no duplicate
+keys, NaN/Infinity or unpaired surrogates, no empty file. Only the field checks the parsers share live here
+(non-empty strings, zero-width-only counts as empty; bounded integers); schemas belong to `rlhf.data.helpsteer2`.
 """
 
 from __future__ import annotations
