@@ -435,3 +435,21 @@ def test_key_rules_at_start(monkeypatch, capsys):
     assert _serve_main(["--host", "0.0.0.0", "--insecure-no-key"], monkeypatch)["api"].api_key_env is None
     run = _serve_main(["--host", "0.0.0.0", "--api-key-env", KEY_ENV, "--max-connections", "7"], monkeypatch)["run"]
     assert run["limit_concurrency"] == 7 and run["timeout_keep_alive"] == 5.0
+
+
+def test_any_failure_while_decoding_fails_that_request_only():
+    """Whatever raises inside decode_request becomes that request's 422 (LitServe would fail the whole batch)."""
+    from rlhf.serve_api import RewardAPI
+    from rlhf.serve_requests import RequestError
+
+    class BrokenEncoder:
+        max_length = 10
+
+        def ids(self, prompt: str, response: str) -> list[int]:
+            raise TypeError("tokenizer exploded")
+
+    api = RewardAPI("unused", max_batch_size=2)
+    api.encoder, api.item_limit, api.max_token_chars = BrokenEncoder(), 40, 1
+    rejected = api.decode_request({"prompt": "a", "response": "b"})
+    assert isinstance(rejected, RequestError) and rejected.status == 422
+    assert str(rejected) == "body: could not be processed (TypeError: tokenizer exploded)"
