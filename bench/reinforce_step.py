@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import statistics
 import sys
 import tempfile
@@ -27,6 +26,7 @@ from lightning.pytorch import Callback
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, SHAPES, device_name, save_random_llama, sync  # noqa: E402
+from rlhf.atomic_write import write_json  # noqa: E402
 from rlhf.cli import align_main, reward_main  # noqa: E402
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -169,7 +169,7 @@ def main(argv: list[str] | None = None) -> dict:
     if "trl_rloo" in report:
         print(f"trl RLOOTrainer: step {report['trl_rloo']['total']:.3f}s; ratio trl/ours step time: {report['ratio trl/ours step time']:.2f}x")
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        write_json(args.json, report)
     return report
 
 

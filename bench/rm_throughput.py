@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import importlib.util
-import json
 import sys
 import tempfile
 from pathlib import Path
@@ -24,6 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import SHAPES, Timer, device_name, lora_train_flops, peak_memory, peak_tflops, random_pairs, save_random_llama  # noqa: E402
+from rlhf.atomic_write import write_json  # noqa: E402
 from rlhf.data.collate import EncodedPair, collate_preferences, collate_preferences_packed  # noqa: E402
 from rlhf.losses import PAIRWISE_LOSSES  # noqa: E402
 from rlhf.models.backbone import BackboneSpec, LoraSpec  # noqa: E402
@@ -174,7 +174,7 @@ def main(argv: list[str] | None = None) -> dict:
               "mean_len": mean_len, "padding_fraction": 1 - mean_len / _mean_padded(batches), "results": results, "ratios": ratios}
     _print(report)
     if args.json:
-        args.json.write_text(json.dumps(report, indent=2))
+        write_json(args.json, report)
     return report
 
 

@@ -7,7 +7,10 @@ mean number of requests per dynamic batch (from the server's log). Items are dis
 scores duplicates once): short hh-rlhf prompts (data/hh-rlhf, under 150 characters, never truncated) with short
 responses. Without `--model` it builds an RM with a random head (its values do not change the speed) on the shipped
 tiny Llama (`--backbone tiny-llama`, 0.94M parameters) or on the tests' random hidden-32 Llama (`random-tiny`).
-The clients run on the same machine as the server.
+The clients run on the same machine as the server. With `--faults`, each run is done twice, clean and with one
+extra client per kind of bad request mixed in (unencodable text on both endpoints, deep JSON, a 900 kB query,
+keyless stalled 990 kB bodies, idle sockets, trickled headers); it reports the good clients' errors, p99 latency
+and the server's memory (RSS of its processes) before and after each run.
 
     .venv/bin/python bench/serve_load.py --out runs/bench/serve_load.json
 """
@@ -31,6 +34,9 @@ import time
 from pathlib import Path
 
 import requests
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from rlhf.atomic_write import write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESPONSES = ["Sure, here is what I know.", "I cannot help with that.", "Once upon a time there was a little girl named Lily.", "No."]
@@ -77,19 +83,23 @@ def free_port() -> int:
         return s.getsockname()[1]
 
 
+KEY_ENV, KEY = "RLHF_BENCH_KEY", "bench-key"
+HEADERS = {"X-API-Key": KEY}
+
+
 def start_server(model: Path, batch: int, args: argparse.Namespace, log: Path) -> tuple[subprocess.Popen, str]:
     port = free_port()
     command = [sys.executable, "-m", "rlhf.serve", "--model", str(model), "--port", str(port), "--accelerator", args.accelerator,
                "--max-batch-size", str(batch), "--batch-timeout", str(args.batch_timeout), "--forward-batch-size", str(args.forward_batch_size),
-               "--max-items", str(max(*args.items, 64))]
+               "--max-items", str(max(*args.items, 64)), "--api-key-env", KEY_ENV, "--max-connections", "256"]
     with open(log, "w") as out:
-        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO)
+        proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, cwd=REPO, env={**os.environ, KEY_ENV: KEY})
     url, deadline = f"http://127.0.0.1:{port}", time.monotonic() + 300
     while time.monotonic() < deadline:
         if proc.poll() is not None:
             raise RuntimeError(f"server exited:\n{log.read_text()[-3000:]}")
         try:
-            if requests.get(url + "/health", timeout=5).status_code == 200:
+            if requests.get(url + "/health", headers=HEADERS, timeout=5).status_code == 200:
                 return proc, url
         except requests.ConnectionError:
             pass
@@ -107,7 +117,66 @@ def stop(proc: subprocess.Popen) -> None:
         proc.wait()
 
 
-def drive(url: str, clients: int, seconds: float, n_items: int) -> dict[str, float]:
+def server_rss(proc: subprocess.Popen) -> int:
+    import psutil
+
+    tree = psutil.Process(proc.pid)
+    return sum(p.memory_info().rss for p in [tree, *tree.children(recursive=True)])
+
+
+def _raw(url: str, data: bytes, stall: float) -> None:
+    """Open a connection, send `data`, then stall (read nothing more, send nothing) until `stall` s pass or it closes."""
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=stall) as sock:
+            sock.sendall(data)
+            while sock.recv(65536):
+                pass
+    except OSError:
+        pass
+
+
+def _trickle(url: str, stall: float) -> None:
+    host, port = url.removeprefix("http://").split(":")
+    try:
+        with socket.create_connection((host, int(port)), timeout=stall) as sock:
+            for byte in b"POST /score HTTP/1.1\r\nHost: x\r\n" * 10:
+                sock.sendall(bytes([byte]))
+                time.sleep(1.0)
+    except OSError:
+        pass
+
+
+FAULTS = {  # kind: one bad request (returns when the server answered or closed the connection)
+    "surrogate-get_reward": lambda url: requests.post(url + "/get_reward", data='{"query": ["hi \\ud800"]}', headers=HEADERS, timeout=30),
+    "surrogate-score": lambda url: requests.post(url + "/score", data='{"prompt": "hi \\ud800", "response": "x"}', headers=HEADERS, timeout=30),
+    "deep-json": lambda url: requests.post(url + "/score", data="[" * 500 + "]" * 500, headers=HEADERS, timeout=30),
+    "900kB-query": lambda url: requests.post(url + "/get_reward", json={"query": ["word " * 180_000]}, headers=HEADERS, timeout=30),
+    "keyless-stalled-body": lambda url: _raw(url, b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Length: 1000000\r\n\r\n" + b"x" * 990_000, 30),
+    "idle-socket": lambda url: _raw(url, b"", 30),
+    "trickled-headers": lambda url: _trickle(url, 30),
+}
+
+
+def drive_faults(url: str, stop_at: float, counts: dict[str, int], rate: float) -> list[threading.Thread]:
+    """One thread per fault kind, each starting a bad request every 1/`rate` s (or when the last one ends) until `stop_at`."""
+    def loop(kind: str) -> None:
+        while time.monotonic() < stop_at:
+            started = time.monotonic()
+            try:
+                FAULTS[kind](url)
+            except requests.RequestException:
+                pass
+            counts[kind] += 1
+            time.sleep(max(0.0, 1 / rate - (time.monotonic() - started)))
+
+    threads = [threading.Thread(target=loop, args=(kind,), daemon=True) for kind in FAULTS]
+    for t in threads:
+        t.start()
+    return threads
+
+
+def drive(url: str, clients: int, seconds: float, n_items: int, faults: dict[str, int] | None = None, fault_rate: float = 5.0) -> dict[str, float]:
     """`clients` threads POST /score back to back until `seconds` pass; latencies of the 200 answers, errors counted."""
     latencies: list[float] = []
     errors = [0]
@@ -124,7 +193,7 @@ def drive(url: str, clients: int, seconds: float, n_items: int) -> dict[str, flo
             position += clients * n_items
             start = time.perf_counter()
             try:
-                ok = session.post(url + "/score", json=body, timeout=120).status_code == 200
+                ok = session.post(url + "/score", json=body, headers=HEADERS, timeout=120).status_code == 200
             except requests.RequestException:
                 ok = False
             with lock:
@@ -134,12 +203,15 @@ def drive(url: str, clients: int, seconds: float, n_items: int) -> dict[str, flo
                     errors[0] += 1
 
     started = time.monotonic()
+    fault_threads = drive_faults(url, stop_at, faults, fault_rate) if faults is not None else []
     threads = [threading.Thread(target=client, args=(i,)) for i in range(clients)]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
     elapsed = time.monotonic() - started
+    for t in fault_threads:
+        t.join(timeout=35)
     q = statistics.quantiles(latencies, n=100) if len(latencies) > 1 else [float("nan")] * 99
     return {"requests": len(latencies), "errors": errors[0], "seconds": round(elapsed, 2),
             "requests_per_s": round(len(latencies) / elapsed, 2), "items_per_s": round(len(latencies) * n_items / elapsed, 1),
@@ -163,6 +235,8 @@ def main(argv: list[str] | None = None) -> list[dict]:
     p.add_argument("--forward-batch-size", type=int, default=64)
     p.add_argument("--accelerator", default="cpu")
     p.add_argument("--out", default="runs/bench/serve_load.json")
+    p.add_argument("--faults", action="store_true", help="also run each row with bad requests of every kind mixed in")
+    p.add_argument("--fault-rate", type=float, default=5.0, help="bad requests per second per kind (with --faults)")
     args = p.parse_args(argv)
     work = Path(tempfile.mkdtemp(prefix="serve-load-"))
     model = Path(args.model) if args.model else tiny_rm(work, args.backbone)
@@ -173,18 +247,20 @@ def main(argv: list[str] | None = None) -> list[dict]:
         try:
             drive(url, args.clients, 2.0, args.items[0])  # warm-up, not reported
             for n in args.items:
-                seen = len(batch_sizes(log))
-                row = {"max_batch_size": batch, "items_per_request": n, "clients": args.clients, **drive(url, args.clients, args.seconds, n)}
-                time.sleep(0.5)  # let the last log lines land
-                sizes = batch_sizes(log)[seen:]
-                row["mean_requests_per_batch"] = round(sum(sizes) / max(len(sizes), 1), 2)
-                rows.append(row)
-                print(json.dumps(row), flush=True)
+                for faults in ([None, {k: 0 for k in FAULTS}] if args.faults else [None]):
+                    seen, rss_before = len(batch_sizes(log)), server_rss(proc)
+                    row = {"max_batch_size": batch, "items_per_request": n, "clients": args.clients, "faults": faults is not None,
+                           **drive(url, args.clients, args.seconds, n, faults, args.fault_rate)}
+                    time.sleep(0.5)  # let the last log lines land
+                    sizes = batch_sizes(log)[seen:]
+                    row["mean_requests_per_batch"] = round(sum(sizes) / max(len(sizes), 1), 2)
+                    row.update(rss_before_mb=round(rss_before / 1e6, 1), rss_after_mb=round(server_rss(proc) / 1e6, 1), bad_requests=faults)
+                    rows.append(row)
+                    print(json.dumps(row), flush=True)
         finally:
             stop(proc)
     machine = {"cpus": os.cpu_count(), "python": platform.python_version(), "omp_threads": os.environ.get("OMP_NUM_THREADS")}
-    Path(args.out).parent.mkdir(parents=True, exist_ok=True)
-    Path(args.out).write_text(json.dumps({"machine": machine, "model": args.model or args.backbone, "runs": rows}, indent=2))
+    write_json(args.out, {"machine": machine, "model": args.model or args.backbone, "runs": rows})
     print(f"wrote {args.out}")
     return rows
 

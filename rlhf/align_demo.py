@@ -10,7 +10,6 @@ models/tiny-llama-hf and runs/demo/stage2/checkpoint (`make demo`); `python -m r
 from __future__ import annotations
 
 import csv
-import json
 import sys
 import time
 from pathlib import Path
@@ -24,6 +23,7 @@ from rlhf.losses import sequence_kl
 from rlhf.models.policy import eval_mode, reference_logprobs, sample, token_logprobs
 from rlhf.reinforce_module import ReinforceModule
 from rlhf.rollout import make_rollout
+from rlhf.atomic_write import write_json
 
 CONFIG = "configs/align/demo_tiny.yaml"
 EVAL_PROMPTS = "runs/demo/data/preference_val.jsonl"
@@ -88,7 +88,7 @@ def run_align_demo(out_dir: str | Path = "runs/demo/align", config: str = CONFIG
     """Train the demo policy, write `<out_dir>/align_curves.png` and `results.json`, and return the results."""
     start, out = time.perf_counter(), Path(out_dir)
     cli = align_main(["--config", config, f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}",
-                      f"--checkpoint.dirpath={out / 'checkpoint'}"], run=False)
+                      f"--checkpoint.dirpath={out / 'checkpoint'}", "--checkpoint.overwrite=true"], run=False)  # a demo rebuilds its output
     cli.model.configure_model()
     eval_data = _eval_data(cli, n_eval_prompts)
     before = evaluate(cli.model, eval_data)
@@ -107,7 +107,7 @@ def run_align_demo(out_dir: str | Path = "runs/demo/align", config: str = CONFIG
         "plot": str(plot_curves(series, out / "align_curves.png")),
         "wall_seconds": round(time.perf_counter() - start, 1),
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
+    write_json(out / "results.json", results)
     return results
 
 

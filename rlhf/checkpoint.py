@@ -6,7 +6,9 @@ written to a temporary name and renamed, so a crash never leaves a half-written 
 and shapes and names the first mismatch. `TrainedWeightsCheckpoint` also writes `resume.ckpt` (Lightning's state
 of optimizer, scheduler and loops, plus RNG and data position; loaded with `weights_only=True`, see `rlhf.resume`),
 refuses to overwrite a checkpoint with non-finite weights, stops every rank at a non-finite loss on any rank (one
-message naming the ranks), and ends with `summary.json`.
+message naming the ranks), and ends with `summary.json`. Before any model loads it checks that its directory is
+writable and refuses to replace a finished checkpoint there unless the run resumes it (`--ckpt_path`) or says
+`--checkpoint.overwrite true`.
 """
 
 from __future__ import annotations
@@ -25,12 +27,13 @@ from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 from torch import Tensor, nn
 
+from rlhf.atomic_write import check_writable, write_text, write_with
 from rlhf.distributed import data_parallel, nonfinite_ranks
 from rlhf.models.backbone import BackboneSpec, LoraSpec
 from rlhf.models.heads import HeadSpec
 from rlhf.models.reward_model import RewardModel, build_reward_model
 from rlhf.resume import RESUME_NAME, rng_state, set_rng_state
-from rlhf.summary import write_summary
+from rlhf.summary import config_hash, write_summary
 
 WEIGHTS_NAME = "model.safetensors"
 CONFIG_NAME = "config.yaml"
@@ -63,20 +66,14 @@ def _full(p: Tensor) -> Tensor:
     return p.full_tensor() if hasattr(p, "full_tensor") else p  # a DTensor shard → the whole tensor
 
 
-def _atomic_write(path: Path, write) -> None:
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    write(tmp)
-    os.replace(tmp, path)
-
-
 def save_trained(directory: str | Path, state: dict[str, Tensor], meta: dict[str, Any], config_yaml: str | None = None) -> Path:
     """Write `directory/model.safetensors` (state + JSON meta) and, if given, `directory/config.yaml`, atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
     metadata = {META_KEY: json.dumps(meta, default=_jsonable)}
-    _atomic_write(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata=metadata))
+    write_with(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata=metadata))
     if config_yaml is not None:
-        _atomic_write(directory / CONFIG_NAME, lambda p: p.write_text(config_yaml))
+        write_text(directory / CONFIG_NAME, config_yaml)
     return directory / WEIGHTS_NAME
 
 
@@ -135,13 +132,16 @@ class TrainedWeightsCheckpoint(Callback):
         every_n_train_steps: also save every N optimizer steps (0: only at the end).
         save_resume_state: also write `resume.ckpt` (optimizer, scheduler, loops, RNG, data position) so that
             `fit --ckpt_path <dirpath>` continues the run exactly (single-device and DDP runs only).
+        overwrite: let a new run replace a finished checkpoint already in `dirpath`. Without it (or a resume of
+            that checkpoint with `--ckpt_path`) the run stops before any model loads.
     """
 
-    def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 0, save_resume_state: bool = True):
-        self.dirpath = dirpath
+    def __init__(self, dirpath: str | None = None, every_n_train_steps: int = 0, save_resume_state: bool = True, overwrite: bool = False):
+        self.dirpath, self.overwrite = dirpath, overwrite
         self.every_n_train_steps = every_n_train_steps
         self.save_resume_state = save_resume_state
         self.config_yaml: str | None = None  # filled in by the CLI with the resolved config
+        self.resuming: bool | None = None  # set by the CLI's fit (Lightning sets trainer.ckpt_path only after setup)
         self.last_saved_step: int | None = None
         self._rng_to_restore: dict[str, Any] | None = None
         self._started = time.perf_counter()
@@ -149,6 +149,31 @@ class TrainedWeightsCheckpoint(Callback):
 
     def resolve_dir(self, trainer: Trainer) -> Path:
         return Path(os.path.expandvars(self.dirpath)) if self.dirpath else Path(trainer.default_root_dir) / "checkpoint"
+
+    def setup(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
+        if stage == "fit":  # before configure_model: nothing is loaded yet
+            check_writable(self.resolve_dir(trainer), "directory")
+            self.guard_target(trainer)
+
+    def guard_target(self, trainer: Trainer) -> None:
+        """Refuse to replace a finished checkpoint in the directory unless this run resumes it or `overwrite` is set.
+
+        The CLI says whether the run resumes (`resuming`) before any model loads; a `trainer.fit(ckpt_path=...)` call
+        made directly is checked at `on_fit_start` instead, once Lightning has set `trainer.ckpt_path`."""
+        if self.resuming is None:
+            return
+        directory = self.resolve_dir(trainer)
+        if self.overwrite or self.resuming or not (directory / WEIGHTS_NAME).is_file():
+            return
+        step = _stored_step(directory)
+        old_hash = config_hash((directory / CONFIG_NAME).read_text()) if (directory / CONFIG_NAME).is_file() else None
+        new_hash = config_hash(self.config_yaml)
+        if old_hash and new_hash and old_hash != new_hash:
+            reason = f"from another config (hash {old_hash}, this run's is {new_hash}) at step {step}"
+        else:
+            reason = f"of this config at step {step}, later than this run's start (step 0)"
+        raise FileExistsError(f"{directory} holds a finished checkpoint {reason}; not overwriting it. Resume it with "
+                              f"--ckpt_path {directory}, write elsewhere with --checkpoint.dirpath, or replace it with --checkpoint.overwrite true")
 
     def save(self, trainer: Trainer, pl_module: LightningModule) -> Path | None:
         state = trained_state_dict(pl_module.model, trainer.strategy.model)
@@ -159,7 +184,12 @@ class TrainedWeightsCheckpoint(Callback):
         directory = self.resolve_dir(trainer)
         if self.save_resume_state and _resume_supported(trainer):  # every rank takes part (barrier); rank 0 writes, renames
             tmp = directory / f".{RESUME_NAME}.tmp"
-            trainer.save_checkpoint(tmp, weights_only=False)
+            try:
+                trainer.save_checkpoint(tmp, weights_only=False)
+            except BaseException:
+                if trainer.is_global_zero:
+                    tmp.unlink(missing_ok=True)  # a partial resume state is worse than none
+                raise
             if trainer.is_global_zero:
                 os.replace(tmp, directory / RESUME_NAME)
         self.last_saved_step = trainer.global_step
@@ -180,6 +210,9 @@ class TrainedWeightsCheckpoint(Callback):
         return self._earlier_wall_time + time.perf_counter() - self._started
 
     def on_fit_start(self, trainer: Trainer, pl_module: LightningModule) -> None:
+        if self.resuming is None:  # trainer.fit called without the CLI: the checkpoint path is known only now
+            self.resuming = trainer.ckpt_path is not None
+            self.guard_target(trainer)
         self._started = time.perf_counter()
         if torch.cuda.is_available():
             torch.cuda.reset_peak_memory_stats()
@@ -208,6 +241,13 @@ class TrainedWeightsCheckpoint(Callback):
             self.save(trainer, pl_module)
         if trainer.is_global_zero:
             write_summary(self.resolve_dir(trainer), self.config_yaml, trainer.callback_metrics, trainer.global_step, self._wall_time())
+
+
+def _stored_step(directory: Path) -> int | str:
+    try:
+        return int(read_meta(directory)["global_step"])
+    except (KeyError, ValueError, OSError):
+        return "unknown"
 
 
 def _resume_supported(trainer: Trainer) -> bool:

@@ -30,10 +30,13 @@ class ConfigToCheckpoint(SaveConfigCallback):
     """Also hands the resolved config to the checkpoint callbacks, which write it next to the weights."""
 
     def save_config(self, trainer: Trainer, pl_module: LightningModule, stage: str) -> None:
-        text = self.parser.dump(self.config, skip_none=False)
+        text = self.text()
         for cb in trainer.callbacks:
             if isinstance(cb, (TrainedWeightsCheckpoint, ExpoCheckpoint)):
                 cb.config_yaml = text
+
+    def text(self) -> str:
+        return self.parser.dump(self.config, skip_none=False)
 
 
 class _RLHFCLI(LightningCLI):
@@ -48,6 +51,11 @@ class _RLHFCLI(LightningCLI):
     def before_fit(self) -> None:
         """`--ckpt_path` may name a checkpoint directory; resume state is only ever loaded with weights_only=True."""
         kwargs = self.config_init[self.subcommand]
+        config = next((cb.text() for cb in self.trainer.callbacks if isinstance(cb, ConfigToCheckpoint)), None)
+        for cb in self.trainer.callbacks:
+            if isinstance(cb, TrainedWeightsCheckpoint):  # on every rank, so the overwrite check in setup agrees
+                cb.resuming = bool(kwargs.get("ckpt_path"))  # a resume may write over the checkpoint it continues
+                cb.config_yaml = config
         if kwargs.get("ckpt_path"):
             kwargs["ckpt_path"] = str(resume_file(kwargs["ckpt_path"]))
             kwargs["weights_only"] = True

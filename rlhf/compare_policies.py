@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
-import json
 from pathlib import Path
 from typing import Any
 
@@ -25,6 +24,7 @@ from rlhf.models.backbone import BackboneSpec, LoraSpec, load_backbone, load_tok
 from rlhf.models.policy import GenerationSpec, eos_token_ids, sample
 from rlhf.rewards import RewardModelScore
 from rlhf.rollout import make_rollout
+from rlhf.atomic_write import check_writable, write_json, write_text
 
 
 def win_rate(scores: Tensor, base_scores: Tensor) -> float:
@@ -78,6 +78,7 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 
 def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Evaluate base + every --policy; write compare.md / compare.json under args.out; return the table rows."""
+    check_writable(args.out, "directory")  # before any model loads
     tokenizer = load_tokenizer(args.base)
     data = PromptDataModule(path=args.prompts, split=args.split, tokenizer=args.base, template=TemplateSpec(args.template, args.system),
                             max_prompt_length=args.max_prompt_length, batch_size=args.batch_size, limit=args.n_prompts, shuffle=False)
@@ -90,10 +91,10 @@ def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     rows = [summarise(name, results[name], results["base"]) for name, _ in policies]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "compare.md").write_text(markdown_table(rows))
+    write_text(out / "compare.md", markdown_table(rows))
     examples = {name: [{"prompt": p, "response": r, "score": round(float(s), 3)} for p, r, s in
                        list(zip(res["prompts"], res["responses"], res["scores"]))[:: args.k][:3]] for name, res in results.items()}
-    (out / "compare.json").write_text(json.dumps({"settings": vars(args), "rows": rows, "examples": examples}, indent=2))
+    write_json(out / "compare.json", {"settings": vars(args), "rows": rows, "examples": examples})
     return rows
 
 

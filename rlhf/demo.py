@@ -11,7 +11,6 @@ Last, REINFORCE with an RLOO baseline aligns the tiny policy against the stage-2
 
 from __future__ import annotations
 
-import json
 import shutil
 import time
 from pathlib import Path
@@ -27,6 +26,7 @@ from rlhf.rewardbench import evaluate_checkpoint
 from rlhf.score import load_scorer
 from rlhf.models.llama2c import convert_llama2c
 from rlhf.plots import plot_loss_curves, plot_margin_histograms
+from rlhf.atomic_write import write_json
 
 OUT = Path("runs/demo")
 MODEL_DIR = Path("models/tiny-llama-hf")
@@ -70,7 +70,7 @@ def main() -> None:
         "rewardbench": {r.model: {"overall": r.overall, **r.sections, "pairs": r.n_pairs, "truncated": r.n_truncated} for r in results},
         "expo_sweep": expo_rows, "wall_seconds": round(time.perf_counter() - start, 1),
     }
-    (OUT / "results.json").write_text(json.dumps(summary, indent=2))
+    write_json(OUT / "results.json", summary)
     print(f"\nValidation pairwise accuracy on {summary['validation_pairs']} generated pairs (chance = 50%):")
     for name, acc in accuracy.items():
         print(f"  {name:<30} {acc:6.1%}")
@@ -84,7 +84,7 @@ def main() -> None:
     print_results(align)
     summary["align"] = {k: align[k] for k in ("steps", "before", "after", "seconds_per_step", "plot")}
     summary["wall_seconds"] = round(time.perf_counter() - start, 1)
-    (OUT / "results.json").write_text(json.dumps(summary, indent=2))
+    write_json(OUT / "results.json", summary)
     print(f"\nDone in {summary['wall_seconds']} s. Summary: {OUT / 'results.json'}")
 
 

@@ -11,7 +11,6 @@ writes it after a stage-2 fit; `python -m rlhf.expo` from two checkpoints, or `-
 from __future__ import annotations
 
 import argparse
-import json
 import os
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
@@ -21,6 +20,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from safetensors.torch import load_file
 from torch import Tensor
 
+from rlhf.atomic_write import check_writable, write_json
 from rlhf.checkpoint import (
     load_trained_state, lora_signature, read_meta, reward_model_from_meta, save_trained, trained_state_dict, weights_path,
 )
@@ -171,6 +171,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 
 def main(argv: Sequence[str] | None = None) -> list[dict] | Path:
     args = _parse(argv)
+    check_writable(args.out, "directory")  # before any model loads
     if args.sweep is None:
         path = extrapolate_checkpoints(args.weak, args.strong, args.out, args.alpha, args.convention)
         print(f"wrote {path} (alpha={args.alpha}, convention={args.convention})")
@@ -191,7 +192,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict] | Path:
     best = max(rows, key=lambda r: r[key])
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    (out / "expo_sweep.json").write_text(json.dumps({"convention": args.convention, "selected_by": key, "best_alpha": best["alpha"], "rows": rows}, indent=2))
+    write_json(out / "expo_sweep.json", {"convention": args.convention, "selected_by": key, "best_alpha": best["alpha"], "rows": rows})
     if args.wandb_project:
         _log_to_wandb(args, rows)
     for row in rows:

@@ -23,6 +23,7 @@ import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
+from rlhf.atomic_write import atomic_dir, check_writable, refuse_overwriting_input
 from rlhf.checkpoint import CONFIG_NAME, load_trained, read_meta, specs_from_meta, weights_path
 from rlhf.models.backbone import (
     DTYPES, BackboneSpec, load_adapter_weights, load_tokenizer, merge_lora, save_adapter, sequence_classifier,
@@ -70,6 +71,16 @@ def _template(checkpoint_dir: str | Path) -> str:
     data = (yaml.safe_load(path.read_text()) or {}).get("data") or {}
     spec = (data.get("init_args") or data).get("template")
     return "unknown (no data.template in config.yaml)" if spec is None else json.dumps(spec)
+
+
+def _check_out(checkpoint_dir: str | Path, out_dir: str | Path) -> None:
+    """Before any model loads: the export directory must be writable, not the checkpoint, and empty or an old export
+    (the new export replaces the whole directory)."""
+    check_writable(out_dir, "directory")
+    refuse_overwriting_input(out_dir, checkpoint_dir)
+    out = Path(out_dir)
+    if out.is_dir() and any(out.iterdir()) and not any((out / f).is_file() for f in ("config.json", SPEC_FILE)):
+        raise FileExistsError(f"{out}: not empty and not an export of this repo; the export replaces the whole directory, so give a new or empty one")
 
 
 def _copy_config(checkpoint_dir: str | Path, out: Path) -> None:
@@ -153,12 +164,13 @@ def export_hf(checkpoint_dir: str | Path, out_dir: str | Path, dtype: Literal["f
 
     Args:
         checkpoint_dir: a checkpoint written by this repo (LoRA + head).
-        out_dir: the export directory (created; files in it are overwritten).
+        out_dir: the export directory (built in a temporary sibling and swapped in whole; an old export there is replaced).
         dtype: dtype of the saved weights; the merge itself is always float32.
         name_or_path: the base model's location if it moved since training.
         license: the model card's `license` (a Hub licence id, e.g. llama3.1, apache-2.0).
         base_model_id: the card's `base_model` (a Hub id) when the backbone was a local path.
     """
+    _check_out(checkpoint_dir, out_dir)
     _check_no_bias(checkpoint_dir)
     model, spec, head_spec = _rebuild(checkpoint_dir, name_or_path, dtype="float32", quantize="none", attn_implementation="sdpa")
     weight = model.head.linear.weight.detach()  # (n_out, H) float32
@@ -171,21 +183,20 @@ def export_hf(checkpoint_dir: str | Path, out_dir: str | Path, dtype: Literal["f
         "reward_attribute": attributes[model.reward_slot],
     }
     classifier = sequence_classifier(merge_lora(model.backbone), weight, spec.name_or_path, fields).to(DTYPES[dtype])
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    classifier.save_pretrained(out)
-    tokenizer.save_pretrained(out)
-    _copy_config(checkpoint_dir, out)
-    nf4 = "\nIt was trained on an nf4-quantised base; this export uses the unquantised weights." if spec.quantize == "nf4" else ""
-    readme = HF_README.format(
-        checkpoint=checkpoint_dir, base=spec.name_or_path, dtype=dtype, nf4_note=nf4, pad_token=tokenizer.pad_token,
-        pad_id=tokenizer.pad_token_id, pad_note=pad_note,
-        slot=model.reward_slot, attribute=attributes[model.reward_slot], n_out=head_spec.n_out,
-        attributes=", ".join(attributes), template=_template(checkpoint_dir),
-    )
-    card = model_card(checkpoint_dir, readme, base_model_id or spec.name_or_path, list(attributes), license)
-    (out / "README.md").write_text(card)
-    return out
+    with atomic_dir(out_dir) as out:  # built beside out_dir, swapped in whole
+        classifier.save_pretrained(out)
+        tokenizer.save_pretrained(out)
+        _copy_config(checkpoint_dir, out)
+        nf4 = "\nIt was trained on an nf4-quantised base; this export uses the unquantised weights." if spec.quantize == "nf4" else ""
+        readme = HF_README.format(
+            checkpoint=checkpoint_dir, base=spec.name_or_path, dtype=dtype, nf4_note=nf4, pad_token=tokenizer.pad_token,
+            pad_id=tokenizer.pad_token_id, pad_note=pad_note,
+            slot=model.reward_slot, attribute=attributes[model.reward_slot], n_out=head_spec.n_out,
+            attributes=", ".join(attributes), template=_template(checkpoint_dir),
+        )
+        card = model_card(checkpoint_dir, readme, base_model_id or spec.name_or_path, list(attributes), license)
+        (out / "README.md").write_text(card)
+    return Path(out_dir)
 
 
 def export_adapter(checkpoint_dir: str | Path, out_dir: str | Path, name_or_path: str | None = None) -> Path:
@@ -193,29 +204,29 @@ def export_adapter(checkpoint_dir: str | Path, out_dir: str | Path, name_or_path
 
     Args:
         checkpoint_dir: a checkpoint written by this repo (LoRA + head).
-        out_dir: the export directory (created; files in it are overwritten).
+        out_dir: the export directory (built in a temporary sibling and swapped in whole; an old export there is replaced).
         name_or_path: the base model's location if it moved since training.
     """
+    _check_out(checkpoint_dir, out_dir)
     model, spec, head_spec = _rebuild(checkpoint_dir, name_or_path, quantize="none")  # adapters do not depend on nf4
-    out = Path(out_dir)
-    out.mkdir(parents=True, exist_ok=True)
-    save_adapter(model.backbone, str(out))
-    head = {k: t.detach().contiguous() for k, t in model.head.linear.state_dict().items()}  # "weight" (and "bias")
-    save_file(head, str(out / HEAD_FILE))
-    meta = {"backbone": dataclasses.asdict(spec),
-            "head": dataclasses.asdict(head_spec), "reward_slot": model.reward_slot,
-            "attributes": list(HEAD_LAYOUTS[head_spec.n_out]), "source_checkpoint": str(weights_path(checkpoint_dir))}
-    (out / SPEC_FILE).write_text(json.dumps(meta, indent=2) + "\n")
-    _copy_config(checkpoint_dir, out)
-    has_bias = "bias" in head
-    readme = ADAPTER_README.format(
-        checkpoint=checkpoint_dir, base=spec.name_or_path, head_file=HEAD_FILE, spec_file=SPEC_FILE,
-        bias_note=", `bias` (n_out,)" if has_bias else "", bias_code=' + head["bias"]' if has_bias else "",
-        n_out=head_spec.n_out, attributes=", ".join(HEAD_LAYOUTS[head_spec.n_out]), slot=model.reward_slot,
-        template=_template(checkpoint_dir),
-    )
-    (out / "README.md").write_text(readme)  # replaces peft's generic model card
-    return out
+    with atomic_dir(out_dir) as out:  # built beside out_dir, swapped in whole
+        save_adapter(model.backbone, str(out))
+        head = {k: t.detach().contiguous() for k, t in model.head.linear.state_dict().items()}  # "weight" (and "bias")
+        save_file(head, str(out / HEAD_FILE))
+        meta = {"backbone": dataclasses.asdict(spec),
+                "head": dataclasses.asdict(head_spec), "reward_slot": model.reward_slot,
+                "attributes": list(HEAD_LAYOUTS[head_spec.n_out]), "source_checkpoint": str(weights_path(checkpoint_dir))}
+        (out / SPEC_FILE).write_text(json.dumps(meta, indent=2) + "\n")
+        _copy_config(checkpoint_dir, out)
+        has_bias = "bias" in head
+        readme = ADAPTER_README.format(
+            checkpoint=checkpoint_dir, base=spec.name_or_path, head_file=HEAD_FILE, spec_file=SPEC_FILE,
+            bias_note=", `bias` (n_out,)" if has_bias else "", bias_code=' + head["bias"]' if has_bias else "",
+            n_out=head_spec.n_out, attributes=", ".join(HEAD_LAYOUTS[head_spec.n_out]), slot=model.reward_slot,
+            template=_template(checkpoint_dir),
+        )
+        (out / "README.md").write_text(readme)  # replaces peft's generic model card
+    return Path(out_dir)
 
 
 def load_exported_adapter(out_dir: str | Path, name_or_path: str | None = None) -> RewardModel:

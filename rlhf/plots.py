@@ -13,14 +13,17 @@ import matplotlib
 matplotlib.use("Agg")
 import matplotlib.pyplot as plt  # noqa: E402
 
+from rlhf.atomic_write import write_with  # noqa: E402
+
 
 def save_figure(fig, out: str | Path, dpi: int = 120) -> Path:
     """Lay out `fig`, write it to `out` (parent directories created), close it; returns the path."""
     fig.tight_layout()
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=dpi)
-    plt.close(fig)
+    try:
+        write_with(out, lambda tmp: fig.savefig(tmp, dpi=dpi, format=out.suffix.lstrip(".") or "png"))
+    finally:
+        plt.close(fig)
     return out
 
 

@@ -17,6 +17,7 @@ from typing import Sequence
 
 import torch
 
+from rlhf.atomic_write import check_writable
 from rlhf.data.collate import PaddingSide
 from rlhf.eval.report import markdown_table, write_report
 from rlhf.eval.rewardbench_data import HUB_ID, BenchPair, hub_pairs, load_pairs, load_scores, select, write_scores
@@ -114,6 +115,9 @@ def _score_checkpoints(args: argparse.Namespace, names: list[str]) -> list[Rewar
 def main(argv: Sequence[str] | None = None) -> list[RewardBenchResult]:
     """Run the command line; returns the results in table order."""
     args = parse_args(argv)
+    check_writable(args.out, "directory")  # before any model loads
+    for path in args.scores:
+        load_scores(path)  # a bad scores file fails now, not after the checkpoints are scored
     names = args.name or [_default_name(c, True) for c in args.checkpoint] + [_default_name(s, False) for s in args.scores]
     results = _score_checkpoints(args, names[: len(args.checkpoint)]) if args.checkpoint else []
     for path, name in zip(args.scores, names[len(args.checkpoint) :]):

@@ -20,6 +20,7 @@ import torch
 from rich.progress import Progress
 from torch import nn
 
+from rlhf.atomic_write import check_writable, json_line, open_atomic, refuse_overwriting_input
 from rlhf.data.encode import EncodeStats, Encoder
 from rlhf.data.formats import PreferenceFormat
 from rlhf.data.rows import Row
@@ -61,10 +62,15 @@ def _safetensors_meta(file: Path) -> dict[str, str]:
 
 
 def score_file(model_path: str, input_path: str, output_path: str, batch_size: int = 16, packing: bool = False, format: str = "auto", strength_field: str | None = None, on_bad_row: str = "error") -> dict[str, Any]:
-    """Score every row of `input_path` and write `output_path` (JSONL); returns a summary. `packing`: padding-free batches."""
-    model, tokenizer, settings, attributes = load_scorer(model_path)
+    """Score every row of `input_path` and write `output_path` (JSONL); returns a summary. `packing`: padding-free batches.
+
+    The input is read and checked, and the output checked writable (and not the input), before the model loads; the
+    output appears only once every row is scored (written to a temporary file beside it, then renamed)."""
+    refuse_overwriting_input(output_path, input_path)
+    check_writable(output_path)
     data = read_scored_rows(input_path, format, strength_field, on_bad_row)
     rows, kind = data.rows, data.kind
+    model, tokenizer, settings, attributes = load_scorer(model_path)
     encoder, stats, sequences, flags = Encoder(tokenizer, settings.template, settings.max_length), EncodeStats(), [], []
     with Progress(transient=True) as bar:
         task = bar.add_task("encoding", total=len(rows))
@@ -82,9 +88,8 @@ def score_file(model_path: str, input_path: str, output_path: str, batch_size: i
 
 
 def _write(rows: list[Row], kind: str, outputs: torch.Tensor, rewards: torch.Tensor, flags: list[bool], attributes: Sequence[str], out: str, ties: list[bool]) -> dict[str, Any]:
-    Path(out).parent.mkdir(parents=True, exist_ok=True)
     correct = 0
-    with open(out, "w") as f:
+    with open_atomic(out) as f:
         for i, row in enumerate(rows):
             extra: dict[str, Any] = {"truncated": flags[i]}
             if kind == "pairs":
@@ -93,7 +98,7 @@ def _write(rows: list[Row], kind: str, outputs: torch.Tensor, rewards: torch.Ten
                 extra.update(score_chosen=chosen, score_rejected=rejected, tie=ties[i])
             else:
                 extra.update(reward=float(rewards[i]), outputs=dict(zip(attributes, outputs[i].tolist())))
-            f.write(json.dumps({**row.data, **extra}) + "\n")
+            f.write(json_line({**row.data, **extra}))
     summary: dict[str, Any] = {"rows": len(rows), "kind": kind}
     if kind == "pairs":
         summary["ties"] = sum(ties)

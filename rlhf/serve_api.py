@@ -4,7 +4,8 @@ It runs in LitServe's inference worker. `setup` loads the RM with `rlhf.score.lo
 export or merged HF export) and its own template and max_length. `decode_request` parses a `/score` or `/get_reward`
 body (`rlhf.serve_requests`) and tokenises every item in the RM's template; over-length `/score` items are cut by
 evaluation's "truncate" rule up to the RM's max_length and flagged, and anything longer than `max_item_tokens` is
-rejected. Bad input never raises: LitServe fails a whole dynamic batch on one exception, so a rejection travels
+rejected (text longer than the limit × the longest token in characters is rejected before tokenising). Bad input
+never raises, whatever the exception: LitServe fails a whole dynamic batch on one, so a rejection travels
 through `predict` as a value and `encode_response` turns it into that request's own 4xx JSON response.
 `predict` scores every sequence of every request in the batch with `score_sequences` and logs one line per batch.
 """
@@ -81,6 +82,8 @@ class RewardAPI(ls.LitAPI):
         self.pad_id, self.attributes = pad_id_of(tokenizer), attributes
         self.mean_var = has_sigma(model)
         self.item_limit = self.limits.max_item_tokens or 4 * settings.max_length
+        special = set(tokenizer.all_special_tokens)  # never produced from text
+        self.max_token_chars = max(len(piece) for piece in tokenizer.get_vocab() if piece not in special)
         _log(f"loaded {self.model_path} on {device}: template {settings.template.name}, max_length {settings.max_length}, "
              f"item limit {self.item_limit} tokens, {'mean-variance' if self.mean_var else len(attributes)} outputs")
 
@@ -101,11 +104,15 @@ class RewardAPI(ls.LitAPI):
             return Encoded([ids for ids, _ in encoded], [cut for _, cut in encoded], "single" if parsed.single else "list")
         except RequestError as e:
             return e
+        except Exception as e:  # noqa: BLE001  (anything else must fail this request only, never its whole batch)
+            _log(f"request rejected: {type(e).__name__}: {e}")
+            return RequestError(422, "body", f"could not be processed ({type(e).__name__}: {e})")
 
     def _item_ids(self, prompt: str, response: str, where: str) -> tuple[list[int], bool]:
         """Token ids in the RM's template, and whether the "truncate" rule cut them."""
         from rlhf.data.encode import EncodeStats
 
+        self._check_chars(len(prompt) + len(response), self.item_limit, where)
         try:
             ids = self.encoder.ids(prompt, response)
         except ValueError as e:  # a template that cannot render this item (e.g. a chat template's checks)
@@ -118,11 +125,19 @@ class RewardAPI(ls.LitAPI):
 
     def _raw_ids(self, text: str, where: str) -> list[int]:
         """An OpenRLHF query is already rendered text: tokenise as the RM's template would, never cut it."""
-        ids = list(self.encoder.tokenizer(text, add_special_tokens=self.encoder.add_special_tokens)["input_ids"])
         limit = min(self.item_limit, self.encoder.max_length)
+        self._check_chars(len(text), limit, where)
+        ids = list(self.encoder.tokenizer(text, add_special_tokens=self.encoder.add_special_tokens)["input_ids"])
         if len(ids) > limit:
             raise RequestError(422, where, f"{len(ids)} tokens; this server takes at most {limit} (rendered queries cannot be truncated)")
         return ids
+
+    def _check_chars(self, chars: int, token_limit: int, where: str) -> None:
+        """Reject, before tokenising, text that must be over `token_limit` tokens: no token is longer than
+        `max_token_chars` characters, so more than limit × that many characters cannot fit (cheap, and exact)."""
+        if chars > token_limit * self.max_token_chars:
+            raise RequestError(422, where, f"{chars} characters: more than {token_limit} tokens for certain "
+                               f"(no token of this tokenizer is longer than {self.max_token_chars} character{'s' * (self.max_token_chars != 1)})")
 
     def predict(self, x: Any) -> Any:
         requests = x if self.max_batch_size > 1 else [x]

@@ -13,6 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from rlhf.data.rows import SURROGATE, is_blank
 from rlhf.data.templates import Message
 
 ROLE_SEPARATORS = {"user": "\n<extra_id_1>User\n", "assistant": "\n<extra_id_1>Assistant\n"}
@@ -62,9 +63,17 @@ def _string(obj: dict[str, Any], key: str, where: str, allow_empty: bool) -> str
     value = obj[key]
     if not isinstance(value, str):
         raise RequestError(422, f"{where}.{key}", f"expected a string, got {_type_name(value)}")
-    if not allow_empty and not value.strip():
+    check_encodable(value, f"{where}.{key}")
+    if not allow_empty and is_blank(value):
         raise RequestError(422, f"{where}.{key}", "empty text")
     return value
+
+
+def check_encodable(text: str, where: str) -> None:
+    """Unpaired surrogates (`"\\ud800"` is valid JSON) are not text: no tokenizer can encode them."""
+    found = SURROGATE.search(text)
+    if found:
+        raise RequestError(422, where, f"unpaired surrogate {found[0].encode('unicode_escape').decode()} at character {found.start()} (not valid Unicode text)")
 
 
 def join_turns(messages: list[Message]) -> str:
@@ -136,6 +145,7 @@ def parse_get_reward(body: Any, max_items: int) -> tuple[str, ...]:
     for i, q in enumerate(queries):
         if not isinstance(q, str):
             raise RequestError(422, f"query[{i}]", f"expected a string, got {_type_name(q)}")
-        if not q.strip():
+        check_encodable(q, f"query[{i}]")
+        if is_blank(q):
             raise RequestError(422, f"query[{i}]", "empty text")
     return tuple(queries)

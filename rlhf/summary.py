@@ -9,9 +9,7 @@ bytes when a GPU was used, else the process's peak resident set size. Written at
 from __future__ import annotations
 
 import hashlib
-import json
 import math
-import os
 import resource
 import sys
 from collections.abc import Mapping
@@ -19,6 +17,8 @@ from pathlib import Path
 from typing import Any
 
 import torch
+
+from rlhf.atomic_write import write_json
 
 SUMMARY_NAME = "summary.json"
 
@@ -60,7 +60,4 @@ def write_summary(directory: str | Path, config_yaml: str | None, metrics: Mappi
     """Write `directory/summary.json` atomically and return its path."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    path, tmp = directory / SUMMARY_NAME, directory / f".{SUMMARY_NAME}.tmp-{os.getpid()}"
-    tmp.write_text(json.dumps(run_summary(config_yaml, metrics, global_step, wall_time_s), indent=2) + "\n")
-    os.replace(tmp, path)
-    return path
+    return write_json(directory / SUMMARY_NAME, run_summary(config_yaml, metrics, global_step, wall_time_s))

@@ -206,7 +206,7 @@ def test_bad_json_and_non_object_lines(tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "q.jsonl", [PAIR, [1, 2]])
     with pytest.raises(BadRowError) as info:
         read_rows(path)
-    assert str(info.value) == f"{path}, line 2: expected a JSON object, got a list"
+    assert str(info.value) == f"{path}, line 2: expected a JSON object, got a list (JSON Lines needs one object per line, not a JSON array)"
 
 
 def test_missing_file_and_unknown_extension(tmp_path: Path) -> None:

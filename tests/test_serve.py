@@ -37,6 +37,7 @@ from rlhf.rewards import RewardModelScore
 
 REPO = Path(__file__).resolve().parents[1]
 KEY_ENV, KEY = "RLHF_TEST_RM_KEY", "test-key-123"
+HEADER_TIMEOUT = 1.5  # the test server's --header-timeout and --body-timeout
 RM_TEMPLATE = TemplateSpec(name="steerlm", system="You are a reward model.")
 LONG_PROMPT = "Tell me about the sun. " * 10  # ~300 tokens: over the RM's max_length 200, under the server's 400
 ITEMS = [
@@ -83,6 +84,7 @@ def _free_port() -> int:
 class Server:
     url: str
     log: Path
+    pid: int
 
     def post(self, path: str, body, key: str | None = KEY, raw: bool = False) -> requests.Response:
         headers = {"X-API-Key": key} if key else {}
@@ -99,10 +101,11 @@ def server(rm_checkpoint, tmp_path_factory):
     env = {**os.environ, "OMP_NUM_THREADS": "1", "MKL_NUM_THREADS": "1", KEY_ENV: KEY}
     command = [sys.executable, "-m", "rlhf.serve", "--model", str(rm_checkpoint), "--port", str(port), "--accelerator", "cpu",
                "--api-key-env", KEY_ENV, "--max-items", "8", "--max-item-tokens", "400", "--max-body-bytes", "20000",
-               "--max-batch-size", "8", "--batch-timeout", "0.2", "--forward-batch-size", "4"]
+               "--max-batch-size", "8", "--batch-timeout", "0.2", "--forward-batch-size", "4",
+               "--header-timeout", str(HEADER_TIMEOUT), "--body-timeout", str(HEADER_TIMEOUT)]
     with open(log, "w") as out:
         proc = subprocess.Popen(command, stdout=out, stderr=subprocess.STDOUT, env=env, cwd=REPO)
-    handle = Server(f"http://127.0.0.1:{port}", log)
+    handle = Server(f"http://127.0.0.1:{port}", log, proc.pid)
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -284,3 +287,169 @@ def test_an_hf_export_serves_the_same_rewards(rm_checkpoint, offline, tmp_path):
     answers = [api.encode_response(a) for a in api.predict([api.decode_request(r) for r in requests_])]  # one dynamic batch
     rewards = [r["reward"] for r in answers[0]["results"]] + [answers[1]["reward"]]
     torch.testing.assert_close(torch.tensor(rewards), offline.score(*zip(*ITEMS[:3])), atol=1e-5, rtol=0)
+
+
+def test_unencodable_requests_fail_alone_among_good_ones(server, offline):
+    """2 requests with a lone surrogate (valid JSON, not text) + 8 good ones, all at once: the good ones get their rewards."""
+    expected = offline.score(*zip(*ITEMS[:3]))
+    bad = {8: ("/get_reward", {"query": ["hi \ud800"]}, "query[0]"), 9: ("/score", {"prompt": "hi \udfff", "response": "x"}, "body.prompt")}
+    start, answers = threading.Barrier(10), {}
+
+    def send(i: int) -> None:
+        path, body = (bad[i][0], bad[i][1]) if i in bad else ("/score", {"prompt": ITEMS[i % 3][0], "response": ITEMS[i % 3][1]})
+        start.wait()
+        answers[i] = server.post(path, body)
+
+    threads = [threading.Thread(target=send, args=(i,)) for i in range(10)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for i, (_, _, field) in bad.items():
+        assert answers[i].status_code == 422 and answers[i].json()["field"] == field and "unpaired surrogate" in answers[i].text, answers[i].text
+    for i in range(8):
+        assert answers[i].status_code == 200, answers[i].text
+        assert answers[i].json()["reward"] == pytest.approx(expected[i % 3].item(), abs=1e-5)
+
+
+def _raw_request(server: Server, data: bytes, wait: float) -> tuple[bytes, float]:
+    """Send raw bytes on a fresh loopback connection; return what came back before the server closed it (or `wait`
+    passed), and how long the first byte of it took."""
+    host, port = server.url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=wait) as sock:
+        sock.sendall(data)
+        reply, first = b"", None
+        try:
+            while chunk := sock.recv(65536):
+                reply, first = reply + chunk, first or time.monotonic() - started
+        except socket.timeout:
+            reply += b"<still open>"
+    return reply, first if first is not None else float("inf")
+
+
+def test_the_key_is_checked_before_any_body_is_read(server):
+    headers = b"POST /score HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 19000\r\n\r\n"
+    reply, took = _raw_request(server, headers + b'{"prompt": "', wait=HEADER_TIMEOUT / 2)  # the body never completes
+    assert reply.startswith(b"HTTP/1.1 401") and b"X-API-Key" in reply and took < HEADER_TIMEOUT / 2, reply
+
+    import psutil
+
+    def rss() -> int:
+        tree = psutil.Process(server.pid)
+        return sum(p.memory_info().rss for p in [tree, *tree.children(recursive=True)])
+
+    before = rss()
+    socks = []
+    for _ in range(40):  # 40 keyless clients, each sending 19 kB of a declared 19 kB-plus body, then stalling
+        sock = socket.create_connection(("127.0.0.1", int(server.url.rsplit(":", 1)[1])), timeout=5)
+        sock.sendall(headers + b"x" * 18000)
+        socks.append(sock)
+    time.sleep(0.5)
+    grown = rss() - before
+    for sock in socks:
+        sock.close()
+    assert grown < 20_000_000, f"server memory grew by {grown / 1e6:.1f} MB for 40 keyless stalled bodies"
+    assert server.healthy()
+
+
+@pytest.mark.parametrize("case", ["idle-socket", "half-headers", "trickled-headers", "stalled-body"])
+def test_stalled_connections_get_408_and_are_closed(server, case):
+    host, port = server.url.removeprefix("http://").split(":")
+    started = time.monotonic()
+    with socket.create_connection((host, int(port)), timeout=HEADER_TIMEOUT + 3) as sock:
+        if case == "half-headers":
+            sock.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\n")
+        elif case == "trickled-headers":
+            for byte in b"POST /score HTTP/1.1\r\nHost: x\r\nX-Api-Key: " + KEY.encode():  # one byte every 0.25 s
+                try:
+                    sock.sendall(bytes([byte]))
+                except (BrokenPipeError, ConnectionResetError):
+                    break
+                time.sleep(0.25)
+                if time.monotonic() - started > HEADER_TIMEOUT + 2:
+                    break
+        elif case == "stalled-body":
+            sock.sendall(b"POST /score HTTP/1.1\r\nHost: x\r\nX-API-Key: " + KEY.encode() + b"\r\nContent-Length: 100\r\n\r\n{\"pro")
+        reply = b""
+        try:
+            while chunk := sock.recv(65536):
+                reply += chunk
+        except (socket.timeout, ConnectionResetError):
+            pass
+    took = time.monotonic() - started
+    assert reply.startswith(b"HTTP/1.1 408"), (case, reply)
+    assert took < HEADER_TIMEOUT + 1.5, f"{case}: closed after {took:.1f} s"
+    assert server.healthy()
+
+
+def test_no_unauthenticated_docs_and_deep_json_is_a_400(server):
+    for path in ("/docs", "/redoc", "/openapi.json"):
+        assert requests.get(server.url + path, timeout=10).status_code == 401  # no key: nothing at all
+        assert requests.get(server.url + path, headers={"X-API-Key": KEY}, timeout=10).status_code == 404
+    deep = "[" * 500 + "]" * 500
+    assert server.post("/score", deep, key=None, raw=True).status_code == 401
+    answer = server.post("/score", deep, raw=True)
+    assert answer.status_code == 400 and "nested deeper than 16 levels" in answer.json()["detail"], answer.text
+    assert "Traceback" not in server.log.read_text()
+
+
+def test_text_longer_than_any_tokenisation_is_rejected_before_tokenising(server):
+    answer = server.post("/get_reward", {"query": ["a" * 15000]})
+    assert answer.status_code == 422 and answer.json()["field"] == "query[0]", answer.text
+    assert answer.json()["detail"] == "query[0]: 15000 characters: more than 200 tokens for certain (no token of this tokenizer is longer than 1 character)"
+    assert server.healthy()
+
+
+def _serve_main(argv: list[str], monkeypatch) -> dict:
+    """rlhf.serve.main up to the point it would start serving; returns what it would serve with."""
+    from rlhf import serve
+
+    seen: dict = {}
+
+    class FakeServer:
+        def run(self, **kwargs):
+            seen["run"] = kwargs
+
+    def fake_build(api, *args):
+        seen["api"] = api
+        return FakeServer()
+
+    monkeypatch.setattr(serve, "build_server", fake_build)
+    serve.main(["--model", "unused", *argv])
+    return seen
+
+
+def test_key_rules_at_start(monkeypatch, capsys):
+    monkeypatch.delenv("LIT_SERVER_API_KEY", raising=False)
+    monkeypatch.setenv("LIT_SERVER_API_KEY", "lit-key")
+    assert _serve_main([], monkeypatch)["api"].api_key_env == "LIT_SERVER_API_KEY"  # LitServe's variable is honoured
+    monkeypatch.setenv(KEY_ENV, "another")
+    with pytest.raises(SystemExit):
+        _serve_main(["--api-key-env", KEY_ENV], monkeypatch)
+    assert "LIT_SERVER_API_KEY is set and differs from --api-key-env" in capsys.readouterr().err
+    monkeypatch.delenv("LIT_SERVER_API_KEY")
+    with pytest.raises(SystemExit):
+        _serve_main(["--host", "0.0.0.0"], monkeypatch)
+    assert "--host 0.0.0.0 serves beyond this machine without an API key" in capsys.readouterr().err
+    assert _serve_main(["--host", "0.0.0.0", "--insecure-no-key"], monkeypatch)["api"].api_key_env is None
+    run = _serve_main(["--host", "0.0.0.0", "--api-key-env", KEY_ENV, "--max-connections", "7"], monkeypatch)["run"]
+    assert run["limit_concurrency"] == 7 and run["timeout_keep_alive"] == 5.0
+
+
+def test_any_failure_while_decoding_fails_that_request_only():
+    """Whatever raises inside decode_request becomes that request's 422 (LitServe would fail the whole batch)."""
+    from rlhf.serve_api import RewardAPI
+    from rlhf.serve_requests import RequestError
+
+    class BrokenEncoder:
+        max_length = 10
+
+        def ids(self, prompt: str, response: str) -> list[int]:
+            raise TypeError("tokenizer exploded")
+
+    api = RewardAPI("unused", max_batch_size=2)
+    api.encoder, api.item_limit, api.max_token_chars = BrokenEncoder(), 40, 1
+    rejected = api.decode_request({"prompt": "a", "response": "b"})
+    assert isinstance(rejected, RequestError) and rejected.status == 422
+    assert str(rejected) == "body: could not be processed (TypeError: tokenizer exploded)"

@@ -11,7 +11,6 @@ context with the SteerLM template. Left out: multi-turn prompts, justification p
 from __future__ import annotations
 
 import argparse
-import json
 import random
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ from pathlib import Path
 from rlhf.data.aggregation import aggregate_ratings, aggregate_strengths
 from rlhf.data.annotators import annotate_ratings, annotator_count, panel_strengths
 from rlhf.types import HS2_ATTRIBUTES
+from rlhf.atomic_write import json_line, write_text
 
 FACTS: dict[str, tuple[str, ...]] = {
     "cat": ("says meow", "likes to drink milk", "has soft fur", "can climb a tree"),
@@ -186,7 +186,7 @@ def preference_rows(items: list[Item], split: str) -> list[dict[str, object]]:
 
 
 def write_jsonl(path: Path, rows: list[dict[str, object]]) -> Path:
-    path.write_text("".join(json.dumps(row) + "\n" for row in rows), encoding="utf-8")
+    write_text(path, "".join(json_line(row) for row in rows))
     return path
 
 
@@ -233,7 +233,7 @@ def generate(
         paths[f"ratings_{split}"] = write_jsonl(out / f"ratings_{split}.jsonl", rating_rows(items))
         paths[f"preference_{split}"] = write_jsonl(out / f"preference_{split}.jsonl", preference_rows(items, split))
     paths["README"] = out / "README.md"
-    paths["README"].write_text(_readme(seed, world), encoding="utf-8")
+    write_text(paths["README"], _readme(seed, world))
     return paths
 
 

@@ -8,11 +8,11 @@ Plots use matplotlib's Agg backend; nothing is shown interactively.
 
 from __future__ import annotations
 
-import json
 from pathlib import Path
 from typing import Any, Sequence
 
 from rlhf.eval.rewardbench_scores import SECTIONS, SUBSET_MAPPING, RewardBenchResult, section_key
+from rlhf.atomic_write import write_json, write_text
 
 COLUMNS: dict[str, str] = {"Chat": "Chat", "Chat Hard": "Chat-Hard", "Safety": "Safety", "Reasoning": "Reasoning"}
 
@@ -105,7 +105,7 @@ def write_report(results: Sequence[RewardBenchResult], out_dir: str | Path, data
     out_dir.mkdir(parents=True, exist_ok=True)
     paths = {"json": out_dir / "rewardbench.json", "md": out_dir / "rewardbench.md", "png": out_dir / "rewardbench.png"}
     record = {"data": data, "models": [result_json(r) for r in results]}
-    paths["json"].write_text(json.dumps(record, indent=2) + "\n")
-    paths["md"].write_text(f"# RewardBench\n\nData: `{data}`\n\n{markdown_table(results)}\n## Subsets\n\n{subset_table(results)}")
+    write_json(paths["json"], record)
+    write_text(paths["md"], f"# RewardBench\n\nData: `{data}`\n\n{markdown_table(results)}\n## Subsets\n\n{subset_table(results)}")
     plot_sections(results, paths["png"])
     return paths

@@ -9,13 +9,13 @@ imports `datasets` lazily and needs network; tests never call it.
 
 from __future__ import annotations
 
-import json
 import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Protocol, Sequence, TypeVar
 
 from rlhf.data.rows import BadRowError, Row, field_error, has_field, read_rows, require_field, require_text
+from rlhf.atomic_write import json_line, open_atomic
 
 HUB_ID = "allenai/reward-bench"
 
@@ -133,10 +133,9 @@ def select(items: Sequence[T], subsets: Sequence[str] | None = None, max_per_sub
 def write_scores(path: str | Path, pairs: Sequence[BenchPair], chosen: Sequence[float], rejected: Sequence[float], truncated: Sequence[bool]) -> Path:
     """Write one precomputed-score row per pair (the format `load_scores` reads)."""
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    with path.open("w", encoding="utf-8") as f:
+    with open_atomic(path) as f:
         for p, c, r, t in zip(pairs, chosen, rejected, truncated, strict=True):
-            f.write(json.dumps({"id": p.id, "subset": p.subset, "score_chosen": c, "score_rejected": r, "truncated": bool(t)}) + "\n")
+            f.write(json_line({"id": p.id, "subset": p.subset, "score_chosen": c, "score_rejected": r, "truncated": bool(t)}))
     return path
 
 

@@ -15,7 +15,6 @@ import math
 import os
 import struct
 import sys
-import tempfile
 from array import array
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,6 +22,8 @@ from pathlib import Path
 import torch
 from safetensors.torch import save as safetensors_save
 from torch import Tensor
+
+from rlhf.atomic_write import write_bytes, write_json
 
 HEADER = struct.Struct("<7i")
 VERSIONED_MAGIC = 0x616B3432  # "ak42": llama2.c version >= 1 exports, not handled here
@@ -195,23 +196,6 @@ requires this copyright notice to be kept with copies of the weights.
 """
 
 
-def _write_atomic(path: Path, data: bytes) -> None:
-    """Write via a temporary file and rename, so readers never see a half-written file (and reruns are safe)."""
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.")
-    try:
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
-def _write_json(path: Path, obj: object) -> None:
-    _write_atomic(path, (json.dumps(obj, indent=2, ensure_ascii=False) + "\n").encode())
-
-
 def convert_llama2c(
     model_path: str | os.PathLike[str], tokenizer_path: str | os.PathLike[str], out_dir: str | os.PathLike[str]
 ) -> Path:
@@ -224,15 +208,15 @@ def convert_llama2c(
     _check_rope(header, tensors, model_path)
     out.mkdir(parents=True, exist_ok=True)
     state_dict = to_hf_state_dict(header, tensors)
-    _write_atomic(out / "model.safetensors", safetensors_save(state_dict, metadata={"format": "pt"}))
-    _write_json(out / "config.json", hf_config(header))
+    write_bytes(out / "model.safetensors", safetensors_save(state_dict, metadata={"format": "pt"}))
+    write_json(out / "config.json", hf_config(header))
     for name, obj in tokenizer_files(header.seq_len).items():
-        _write_json(out / name, obj)
-    _write_atomic(out / "tokenizer.model", tokenizer_path.read_bytes())
+        write_json(out / name, obj)
+    write_bytes(out / "tokenizer.model", tokenizer_path.read_bytes())
     fields = {k: getattr(header, k) for k in ("n_layers", "dim", "n_heads", "n_kv_heads", "vocab_size", "seq_len")}
     n_params = sum(t.numel() for t in state_dict.values())
     readme = README.format(**fields, n_params=n_params, model_name=model_path.name, tokenizer_name=tokenizer_path.name)
-    _write_atomic(out / "README.md", readme.encode())
+    write_bytes(out / "README.md", readme.encode())
     return out
 
 

@@ -11,7 +11,6 @@ About 25 minutes on 2 CPU cores for 3 seeds. Left out: RewardBench (256-characte
 from __future__ import annotations
 
 import argparse
-import json
 import platform
 import shlex
 import sys
@@ -20,6 +19,7 @@ from dataclasses import asdict, replace
 from pathlib import Path
 
 from rlhf.study.variants import EXPO_ALPHAS, VARIANTS, Variant
+from rlhf.atomic_write import write_json, write_text
 
 DEFAULT_MODEL = "models/tiny-llama-hf"
 
@@ -53,7 +53,7 @@ def train_args(v: Variant, seed: int, run_dir: Path, data_dir: Path, model: str,
     args = [
         "fit", "--config", f"configs/study/{v.config}.yaml", f"--seed_everything={seed}",
         f"--trainer.default_root_dir={run_dir}", f"--trainer.logger.init_args.save_dir={run_dir}",
-        f"--checkpoint.dirpath={run_dir / 'checkpoint'}", f"--model.backbone.name_or_path={model}",
+        f"--checkpoint.dirpath={run_dir / 'checkpoint'}", "--checkpoint.overwrite=true", f"--model.backbone.name_or_path={model}",
         f"--data.init_args.train_path={data_dir / f'{kind}_train.jsonl'}", f"--data.init_args.val_path={data_dir / f'{kind}_val.jsonl'}",
         *v.overrides,
     ]
@@ -130,9 +130,9 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
         "orderings": [{"claim": c, "held": h, "numbers": n} for c, h, n in checks],
     }
     args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "results.json").write_text(json.dumps(results, indent=2))
+    write_json(args.results / "results.json", results)
     table = markdown(summary, checks)
-    (args.results / "study.md").write_text(f"# Reproduction study\n\n`{command}` (seeds {args.seeds}, {wall:.0f} s)\n\n{table}")
+    write_text(args.results / "study.md", f"# Reproduction study\n\n`{command}` (seeds {args.seeds}, {wall:.0f} s)\n\n{table}")
     png = plot(summary, args.results / "study.png")
     print(f"\n{table}\nResults: {args.results / 'results.json'}\nTable:   {args.results / 'study.md'}\nPlot:    {png}\nWall: {wall:.0f} s")
     return results

@@ -15,7 +15,6 @@ Left out: other disagreement causes of the paper's taxonomy (refusals, errors), 
 
 from __future__ import annotations
 
-import json
 import random
 from dataclasses import asdict, dataclass
 from pathlib import Path
@@ -23,6 +22,7 @@ from pathlib import Path
 from rlhf.data.annotators import annotator_count, panel_strengths, rate
 from rlhf.data.synthetic import FACTS, PROMPTS, Item, Response, make_item, make_response, preference_rows, rating_rows, write_jsonl
 from rlhf.types import HS2_ATTRIBUTES
+from rlhf.atomic_write import write_json
 
 CONTESTED_PROMPTS = ("Describe the {s}.", "Say something about the {s}.", "Talk about a {s}.")
 """Underspecified prompt family: nothing says how much detail is wanted. Disjoint from `synthetic.PROMPTS`."""
@@ -116,6 +116,6 @@ def write_study_world(out_dir: str | Path, spec: WorldSpec = WorldSpec()) -> dic
         paths[f"preference_{split}"] = write_jsonl(out / f"preference_{split}.jsonl", preference_rows(items, split))
         paths[f"truth_{split}"] = write_jsonl(out / f"truth_{split}.jsonl", [s.truth() for s in study_items])
     paths["world"] = out / "world.json"
-    paths["world"].write_text(json.dumps(asdict(spec), indent=2))
+    write_json(paths["world"], asdict(spec))
     return paths
 
