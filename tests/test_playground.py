@@ -47,7 +47,7 @@ def _serve(checkpoint: Path, log: Path, key: bool):
                     break
             assert time.monotonic() < deadline, f"server not healthy in time:\n{log.read_text()[-3000:]}"
             time.sleep(0.3)
-        yield Server(f"http://127.0.0.1:{port}", log)
+        yield Server(f"http://127.0.0.1:{port}", log, proc.pid)
     finally:
         proc.send_signal(signal.SIGTERM)
         try:
