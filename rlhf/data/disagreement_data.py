@@ -19,6 +19,7 @@ from rlhf.data.collate import PaddingSide, pad
 from rlhf.data.datamodules import LoaderSpec, PreferenceDataModule
 from rlhf.data.disagreement import DivergenceRule, class_distribution, divergence_label
 from rlhf.data.encode import EncodeStats, Encoder
+from rlhf.data.messages import require_response
 from rlhf.data.rows import BadRowError, Row, field_error, require_text
 from rlhf.data.templates import TemplateSpec
 from rlhf.types import DisagreementBatch
@@ -76,7 +77,7 @@ def row_strengths(row: Row) -> list[int]:
 
 def parse_disagreement_row(row: Row, rule: DivergenceRule = DivergenceRule()) -> DisagreementExample | None:
     """A `DisagreementExample`, or None when no annotator gave a valid strength. Raises BadRowError on bad fields."""
-    prompt, a, b = require_text(row, "prompt"), require_text(row, "response_1"), require_text(row, "response_2")
+    prompt, a, b = require_text(row, "prompt"), require_response(row, "response_1"), require_response(row, "response_2")  # empty replies are kept
     strengths = row_strengths(row)
     target = class_distribution(strengths)
     if target is None:
