@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import csv
 import json
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -123,4 +122,6 @@ def print_results(results: dict[str, Any]) -> None:
 
 
 if __name__ == "__main__":
-    print_results(run_align_demo(*sys.argv[1:2]))
+    from rlhf.errors import run_main
+
+    run_main(lambda argv: print_results(run_align_demo(*argv[:1])))

@@ -89,4 +89,6 @@ def main() -> None:
 
 
 if __name__ == "__main__":
-    main()
+    from rlhf.errors import run_main
+
+    run_main(lambda argv: main())

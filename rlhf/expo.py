@@ -21,7 +21,8 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from safetensors.torch import load_file
 from torch import Tensor
 
-from rlhf.checkpoint import load_trained_state, read_meta, save_trained, trained_state_dict, weights_path
+from rlhf.checkpoint import CONFIG_NAME, load_trained_state, read_meta, save_trained, trained_state_dict, weights_path
+from rlhf.errors import ArgumentParser, run_main
 
 Convention = Literal["expo", "total"]
 
@@ -71,10 +72,14 @@ class ExpoCheckpoint(Callback):
 
 
 def extrapolate_checkpoints(weak: str, strong: str, out: str, alpha: float, convention: Convention = "expo") -> Path:
-    """File-level ExPO: read two checkpoints of this repo, write the extrapolated one with the strong one's metadata."""
+    """File-level ExPO: read two checkpoints of this repo, write the extrapolated one with the strong one's metadata
+    and its `config.yaml` (the template and max_length scorers need); a strong checkpoint without one is refused."""
+    config = weights_path(strong).parent / CONFIG_NAME
+    if not config.is_file():
+        raise FileNotFoundError(f"{config.parent}: no {CONFIG_NAME}; the ExPO checkpoint needs the strong model's settings")
     meta = {**read_meta(strong), "expo": {"weak": weak, "alpha": alpha, "convention": convention}}
     merged = extrapolate(load_file(str(weights_path(weak))), load_file(str(weights_path(strong))), alpha, convention)
-    return save_trained(out, merged, meta)
+    return save_trained(out, merged, meta, config.read_text())
 
 
 def extrapolated_scorers(weak: str, strong: str, alphas: Sequence[float], convention: Convention = "expo") -> Iterator[tuple[float, Any, Any, Any]]:
@@ -115,7 +120,7 @@ def sweep(weak: str, strong: str, alphas: Sequence[float], pairs: dict[str, list
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m rlhf.expo", description="ExPO: write an extrapolated checkpoint, or sweep alpha.")
+    p = ArgumentParser(prog="python -m rlhf.expo", description="ExPO: write an extrapolated checkpoint, or sweep alpha.")
     p.add_argument("--weak", required=True, help="weak checkpoint (stage-1 regression RM)")
     p.add_argument("--strong", required=True, help="strong checkpoint (stage-2 BT RM initialised from the weak one)")
     p.add_argument("--convention", choices=["expo", "total"], default="expo")
@@ -146,7 +151,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict] | Path:
 
         pairs["rewardbench"] = select(load_pairs(args.rewardbench), None, args.max_per_subset)
     if not pairs:
-        raise SystemExit("--sweep needs --val-pairs and/or --rewardbench")
+        raise ValueError("--sweep needs --val-pairs and/or --rewardbench")
     rows = sweep(args.weak, args.strong, args.sweep or [args.alpha], pairs, args.convention)
     key = "validation/accuracy" if "validation" in pairs else "rewardbench/overall"
     best = max(rows, key=lambda r: r[key])
@@ -171,4 +176,4 @@ def _log_to_wandb(args: argparse.Namespace, rows: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

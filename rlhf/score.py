@@ -9,7 +9,6 @@ to the output. Batching is by length and does not change the rewards.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -20,6 +19,8 @@ from torch import nn
 
 from rlhf.data.encode import EncodeStats, Encoder
 from rlhf.data.rows import Row, field_error, read_rows, require_text
+from rlhf.errors import ArgumentParser, run_main
+from rlhf.outputs import refuse_to_replace
 from rlhf.eval.score_pairs import EvalSettings, pad_id_of, read_eval_settings, score_sequences
 
 
@@ -73,10 +74,11 @@ def _kind(rows: list[Row]) -> str:
 
 
 def score_file(model_path: str, input_path: str, output_path: str, batch_size: int = 16, packing: bool = False) -> dict[str, Any]:
-    """Score every row of `input_path` and write `output_path` (JSONL); returns a summary. `packing`: padding-free batches."""
-    model, tokenizer, settings, attributes = load_scorer(model_path)
+    """Score every row of `input_path` and write `output_path` (JSONL); returns a summary. `packing`: padding-free batches.
+    The input is read and checked before the model loads."""
     rows = read_rows(input_path)
     kind = _kind(rows)
+    model, tokenizer, settings, attributes = load_scorer(model_path)
     encoder, stats, sequences, flags = Encoder(tokenizer, settings.template, settings.max_length), EncodeStats(), [], []
     with Progress(transient=True) as bar:
         task = bar.add_task("encoding", total=len(rows))
@@ -112,17 +114,19 @@ def _write(rows: list[Row], kind: str, outputs: torch.Tensor, rewards: torch.Ten
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(prog="python -m rlhf.score", description="Score responses or pairs with a reward model.")
+    p = ArgumentParser(prog="python -m rlhf.score", description="Score responses or pairs with a reward model.")
     p.add_argument("--model", required=True, help="checkpoint directory, adapter export or Hugging Face export")
     p.add_argument("--input", required=True, help="JSONL/Parquet of {prompt, response} or {prompt, chosen, rejected}")
     p.add_argument("--output", required=True, help="JSONL to write (input fields plus rewards)")
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--packing", action="store_true", help="pack each batch into one unpadded row (same rewards, no padding compute)")
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it exists (default: refuse)")
     args = p.parse_args(argv)
+    refuse_to_replace(args.output, args.overwrite, "scores")
     summary = score_file(args.model, args.input, args.output, args.batch_size, args.packing)
     print(json.dumps(summary, indent=2))
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -24,6 +24,7 @@ from fastapi import Depends, Request
 from fastapi.responses import JSONResponse
 from litserve.server import RegularRequestHandler
 
+from rlhf.errors import ArgumentParser, run_main
 from rlhf.serve_api import RewardAPI, ServeLimits
 from rlhf.serve_requests import OpenRLHFBody, RequestError
 
@@ -95,7 +96,7 @@ def build_server(api: RewardAPI, accelerator: str = "auto", devices: int | str =
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m rlhf.serve", description="Serve a reward model over HTTP (/score, /get_reward, /health).")
+    p = ArgumentParser(prog="python -m rlhf.serve", description="Serve a reward model over HTTP (/score, /get_reward, /health).")
     p.add_argument("--model", required=True, help="RM checkpoint directory, adapter export or Hugging Face export")
     p.add_argument("--host", default="127.0.0.1", choices=["127.0.0.1", "0.0.0.0", "::"], help="address to bind (loopback by default)")
     p.add_argument("--port", type=int, default=8000)
@@ -136,4 +137,4 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

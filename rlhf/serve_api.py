@@ -118,7 +118,7 @@ class RewardAPI(ls.LitAPI):
 
     def _raw_ids(self, text: str, where: str) -> list[int]:
         """An OpenRLHF query is already rendered text: tokenise as the RM's template would, never cut it."""
-        ids = list(self.encoder.tokenizer(text, add_special_tokens=self.encoder.add_special_tokens)["input_ids"])
+        ids = list(self.encoder.tokenizer(text, add_special_tokens=self.encoder.add_special_tokens, verbose=False)["input_ids"])
         limit = min(self.item_limit, self.encoder.max_length)
         if len(ids) > limit:
             raise RequestError(422, where, f"{len(ids)} tokens; this server takes at most {limit} (rendered queries cannot be truncated)")

@@ -52,6 +52,10 @@ def test_checkpoint_level(tmp_path):
     weak, strong = _states()
     save_trained(tmp_path / "w", weak, {"head": {"n_out": 1}})
     save_trained(tmp_path / "s", strong, {"head": {"n_out": 1}})
+    with pytest.raises(FileNotFoundError, match="no config.yaml"):  # its settings would be unknown to every scorer
+        extrapolate_checkpoints(str(tmp_path / "w"), str(tmp_path / "s"), str(tmp_path / "x"), 0.52)
+    (tmp_path / "s" / "config.yaml").write_text("data:\n  init_args: {max_length: 77}\n")
     extrapolate_checkpoints(str(tmp_path / "w"), str(tmp_path / "s"), str(tmp_path / "x"), 0.52)
     meta = read_meta(tmp_path / "x")
     assert meta["expo"]["alpha"] == 0.52 and meta["head"] == {"n_out": 1}
+    assert (tmp_path / "x" / "config.yaml").read_text() == (tmp_path / "s" / "config.yaml").read_text()

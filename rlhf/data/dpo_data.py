@@ -42,11 +42,11 @@ class DPOEncoder(Encoder):
 
     def prompt_ids(self, prompt: str) -> list[int]:
         text = render_prompt(self.template, prompt, self.tokenizer)
-        return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"])
+        return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens, verbose=False)["input_ids"])
 
     def ids(self, prompt: str, response: str) -> list[int]:
         text = render_prompt(self.template, prompt, self.tokenizer) + response
-        return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"]) + self.eos
+        return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens, verbose=False)["input_ids"]) + self.eos
 
     def response_start(self, prompt: str, response: str, ids: Sequence[int]) -> int:
         """First response column of `ids` (an encoding of this prompt/response, possibly truncated); at least 1."""

@@ -62,7 +62,7 @@ class Encoder:
 
     def ids(self, prompt: str, response: str) -> list[int]:
         text = render(self.template, prompt, response, self.tokenizer)
-        return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"])
+        return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens, verbose=False)["input_ids"])
 
     def _fits(self, prompt: str, responses: Sequence[str]) -> bool:
         return all(len(self.ids(prompt, r)) <= self.max_length for r in responses)

@@ -19,13 +19,14 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from rlhf.errors import ArgumentParser, run_main
 from rlhf.study.variants import EXPO_ALPHAS, VARIANTS, Variant
 
 DEFAULT_MODEL = "models/tiny-llama-hf"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m rlhf.study", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m rlhf.study", description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (the world is fixed)")
     p.add_argument("--out", type=Path, default=Path("runs/study"), help="data, checkpoints and logs")
     p.add_argument("--results", type=Path, default=Path("docs/results/study"), help="results.json, study.md, study.png")
@@ -144,4 +145,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
