@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import json
+import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -124,4 +125,4 @@ def print_results(results: dict[str, Any]) -> None:
 if __name__ == "__main__":
     from rlhf.errors import run_main
 
-    run_main(lambda argv: print_results(run_align_demo(*argv[:1])))
+    run_main(lambda argv: print_results(run_align_demo(*(sys.argv[1:] if argv is None else argv)[:1])))

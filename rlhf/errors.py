@@ -46,13 +46,16 @@ def one_line(error: BaseException) -> str:
     return " ".join(str(text).split()) or type(error).__name__
 
 
-def run_main(main: Callable[[list[str]], object], argv: Sequence[str] | None = None) -> None:
-    """Run `main(argv)` (default: `sys.argv[1:]`) as a command: expected errors become `error: <message>`, exit 1."""
-    argv = list(sys.argv[1:] if argv is None else argv)
-    show = TRACEBACK_FLAG in argv or os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
-    argv = [a for a in argv if a != TRACEBACK_FLAG]
+def run_main(main: Callable[[list[str] | None], object], argv: Sequence[str] | None = None) -> None:
+    """Run `main(argv)` as a command: expected errors become `error: <message>`, exit status 1.
+
+    Without `argv`, `main` reads `sys.argv` itself (LightningCLI warns when given both), less `--traceback`."""
+    given = list(sys.argv[1:] if argv is None else argv)
+    show = TRACEBACK_FLAG in given or os.environ.get(TRACEBACK_ENV, "") not in ("", "0")
+    if argv is None:
+        sys.argv[1:] = [a for a in given if a != TRACEBACK_FLAG]
     try:
-        main(argv)
+        main(None if argv is None else [a for a in given if a != TRACEBACK_FLAG])
     except Exception as e:  # noqa: BLE001  (re-raised unless expected)
         if show or not is_expected(e):
             raise

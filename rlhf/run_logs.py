@@ -50,13 +50,15 @@ def record_logger_ids(trainer: Trainer, checkpoint_dir: str | Path) -> None:
 
 def continue_logs(trainer: Trainer, checkpoint_dir: str | Path) -> None:
     """Before a resumed fit: reuse the recorded wandb run ids and keep the CSV rows logged before the resumed step."""
-    from rlhf.checkpoint import read_meta
+    from rlhf.checkpoint import WEIGHTS_NAME, read_meta
 
     recorded = Path(checkpoint_dir) / LOGGERS_NAME
     ids = json.loads(recorded.read_text()).get("wandb_run_ids", []) if recorded.is_file() else []
     for logger, run_id in zip(_wandb_loggers(trainer), ids):
         logger._wandb_init.update(id=run_id, resume="allow")
         logger._id = run_id
+    if not (Path(checkpoint_dir) / WEIGHTS_NAME).is_file():
+        return  # nothing to continue from; the resume itself says what is missing
     step = int(read_meta(checkpoint_dir).get("global_step", 0))
     for logger in trainer.loggers:
         if isinstance(logger, CSVLogger) and trainer.is_global_zero:

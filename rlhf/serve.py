@@ -129,7 +129,10 @@ def main(argv: Sequence[str] | None = None) -> None:
     args = parser.parse_args(argv)
     if args.api_key_env and not os.environ.get(args.api_key_env):
         parser.error(f"--api-key-env {args.api_key_env}: that environment variable is not set (refusing to serve without the key)")
-    limits = ServeLimits(args.max_body_bytes, args.max_items, args.max_item_tokens)
+    from rlhf.eval.score_pairs import read_eval_settings
+
+    settings = read_eval_settings(args.model)  # fails now, before a worker starts, on a model without its settings
+    limits = ServeLimits(args.max_body_bytes, args.max_items, args.max_item_tokens or 4 * settings.max_length)  # /info shows it
     api = RewardAPI(args.model, limits, args.forward_batch_size, args.api_key_env, args.max_batch_size, args.batch_timeout)
     devices = args.devices if args.devices == "auto" else int(args.devices)
     signal.signal(signal.SIGTERM, _interrupt)  # LitServe shuts its workers down on Ctrl+C only; treat SIGTERM alike
