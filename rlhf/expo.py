@@ -15,14 +15,16 @@ import argparse
 import json
 import os
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 from lightning.pytorch import Callback, LightningModule, Trainer
+from rich.progress import Progress, TimeElapsedColumn
 from safetensors.torch import load_file
 from torch import Tensor
 
 from rlhf.checkpoint import CONFIG_NAME, load_trained_state, read_meta, save_trained, trained_state_dict, weights_path
 from rlhf.errors import ArgumentParser, run_main
+from rlhf.outputs import refuse_to_replace
 
 Convention = Literal["expo", "total"]
 
@@ -94,10 +96,12 @@ def extrapolated_scorers(weak: str, strong: str, alphas: Sequence[float], conven
         yield alpha, model, tokenizer, settings
 
 
-def sweep(weak: str, strong: str, alphas: Sequence[float], pairs: dict[str, list], convention: Convention = "expo", batch_size: int = 32) -> list[dict]:
+def sweep(weak: str, strong: str, alphas: Sequence[float], pairs: dict[str, list], convention: Convention = "expo", batch_size: int = 32,
+          progress: Callable[[int], None] | None = None) -> list[dict]:
     """Accuracy of the extrapolated model on each named list of `BenchPair`s for every α (the base is loaded once).
 
     Returns one row per α: {"alpha", "<set>/accuracy", ...} plus RewardBench sections when a set is named "rewardbench".
+    `progress(n)` is called after each set is scored, with its number of pairs.
     """
     from rlhf.eval.rewardbench_scores import rewardbench_result
     from rlhf.data.encode import Encoder
@@ -111,6 +115,8 @@ def sweep(weak: str, strong: str, alphas: Sequence[float], pairs: dict[str, list
         row: dict = {"alpha": alpha}
         for name, enc in encoded.items():
             scores = score_encoded(model, enc, pad_id_of(tokenizer), batch_size)
+            if progress is not None:
+                progress(len(pairs[name]))
             row[f"{name}/accuracy"] = float((scores.chosen > scores.rejected).float().mean())
             if name == "rewardbench":
                 result = rewardbench_result([p.subset for p in pairs[name]], scores.chosen, scores.rejected, scores.truncated, f"alpha={alpha}", strong, {}, scores.identical)
@@ -131,6 +137,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--val-pairs", help="HelpSteer2-Preference JSONL/Parquet to evaluate on (with --sweep)")
     p.add_argument("--rewardbench", help="RewardBench JSONL to evaluate on (with --sweep)")
     p.add_argument("--max-per-subset", type=int, help="RewardBench pairs per subset (default: all)")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out already holds (default: refuse)")
     p.add_argument("--wandb-project", help="with --sweep: log each alpha's metrics to this wandb project (a sweep agent's run)")
     return p.parse_args(argv)
 
@@ -138,6 +145,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
 def main(argv: Sequence[str] | None = None) -> list[dict] | Path:
     args = _parse(argv)
     if args.sweep is None:
+        refuse_to_replace(args.out, args.overwrite, "a checkpoint")
         path = extrapolate_checkpoints(args.weak, args.strong, args.out, args.alpha, args.convention)
         print(f"wrote {path} (alpha={args.alpha}, convention={args.convention})")
         return path
@@ -152,10 +160,14 @@ def main(argv: Sequence[str] | None = None) -> list[dict] | Path:
         pairs["rewardbench"] = select(load_pairs(args.rewardbench), None, args.max_per_subset)
     if not pairs:
         raise ValueError("--sweep needs --val-pairs and/or --rewardbench")
-    rows = sweep(args.weak, args.strong, args.sweep or [args.alpha], pairs, args.convention)
+    out = Path(args.out)
+    refuse_to_replace(out / "expo_sweep.json", args.overwrite, "an ExPO sweep")
+    alphas = args.sweep or [args.alpha]
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn()) as bar:
+        task = bar.add_task(f"ExPO sweep, {len(alphas)} alphas", total=len(alphas) * sum(len(v) for v in pairs.values()))
+        rows = sweep(args.weak, args.strong, alphas, pairs, args.convention, progress=lambda n: bar.advance(task, n))
     key = "validation/accuracy" if "validation" in pairs else "rewardbench/overall"
     best = max(rows, key=lambda r: r[key])
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     (out / "expo_sweep.json").write_text(json.dumps({"convention": args.convention, "selected_by": key, "best_alpha": best["alpha"], "rows": rows}, indent=2))
     if args.wandb_project:

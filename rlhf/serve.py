@@ -14,6 +14,7 @@ TLS, rate limiting, streaming, reward normalisation.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import json
 import os
 import signal
@@ -124,15 +125,22 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def resolve_limits(model: str, limits: ServeLimits) -> ServeLimits:
+    """The item-token limit made explicit (default 4 × the RM's max_length) before the server starts, so the start-up
+    log and `/info` give the same number; a model without its settings fails here, before any worker starts."""
+    from rlhf.eval.score_pairs import read_eval_settings
+
+    if limits.max_item_tokens is not None:
+        return limits
+    return dataclasses.replace(limits, max_item_tokens=4 * read_eval_settings(model).max_length)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
     if args.api_key_env and not os.environ.get(args.api_key_env):
         parser.error(f"--api-key-env {args.api_key_env}: that environment variable is not set (refusing to serve without the key)")
-    from rlhf.eval.score_pairs import read_eval_settings
-
-    settings = read_eval_settings(args.model)  # fails now, before a worker starts, on a model without its settings
-    limits = ServeLimits(args.max_body_bytes, args.max_items, args.max_item_tokens or 4 * settings.max_length)  # /info shows it
+    limits = resolve_limits(args.model, ServeLimits(args.max_body_bytes, args.max_items, args.max_item_tokens))
     api = RewardAPI(args.model, limits, args.forward_batch_size, args.api_key_env, args.max_batch_size, args.batch_timeout)
     devices = args.devices if args.devices == "auto" else int(args.devices)
     signal.signal(signal.SIGTERM, _interrupt)  # LitServe shuts its workers down on Ctrl+C only; treat SIGTERM alike

@@ -107,6 +107,7 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
         truth[split] = {"rows": rows, "pairs": truth_pairs(rows, read_rows(files[f"preference_{split}"]))}
     variants = _with_dependencies(args.variants)
     per_seed: dict[str, list[dict[str, float]]] = {v.name: [] for v in variants}
+    total, done, loop_start = len(args.seeds) * len(variants), 0, time.perf_counter()
     for seed in args.seeds:
         for v in variants:
             t0 = time.perf_counter()
@@ -119,7 +120,10 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
                 metrics = _evaluate(run_dir / "checkpoint", truth)
             metrics["seconds"] = round(time.perf_counter() - t0, 1)
             per_seed[v.name].append(metrics)
-            print(f"[study] seed {seed} {v.name}: truth acc {metrics['truth_accuracy']:.3f}, AUROC contested {metrics['auroc_contested']:.3f} ({metrics['seconds']} s)", flush=True)
+            done += 1
+            elapsed = time.perf_counter() - loop_start
+            print(f"[study {done}/{total}, {elapsed / 60:.1f} min, ETA {elapsed / done * (total - done) / 60:.1f} min] seed {seed} {v.name}: "
+                  f"truth acc {metrics['truth_accuracy']:.3f}, AUROC contested {metrics['auroc_contested']:.3f} ({metrics['seconds']} s)", flush=True)
     summary = summarise(per_seed)
     checks = orderings(summary)
     command = " ".join(["python -m rlhf.study", *map(shlex.quote, argv)])
