@@ -6,7 +6,7 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test study install clean browser
+.PHONY: demo test readme-check study install clean browser
 
 install: $(STAMP)
 
@@ -17,12 +17,15 @@ $(STAMP): pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m rlhf.demo
+	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m rlhf.demo $(DEMO_ARGS)
 
 test: $(STAMP)
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest -q
 
-study: $(STAMP)  # reproduction study (python -m rlhf.study): ~25 min on 2 CPU cores, not part of make test
+readme-check: $(STAMP)  # every CPU command of the README's usage guide, in a temporary copy (~10 min on 2 cores)
+	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python tests/readme_check.py
+
+study: $(STAMP)  # reproduction study (python -m rlhf.study): ~15 min on 2 idle CPU cores (913 s), not part of make test
 	$(BIN)/python -m rlhf.study
 
 browser:  # Debian's chromium + chromedriver for the playground's browser test (tests/test_playground.py), via apt-get

@@ -10,7 +10,6 @@ models/tiny-llama-hf and runs/demo/stage2/checkpoint (`make demo`); `python -m r
 from __future__ import annotations
 
 import csv
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -84,11 +83,12 @@ def _eval_data(cli, n_prompts: int) -> PromptDataModule:
     return data
 
 
-def run_align_demo(out_dir: str | Path = "runs/demo/align", config: str = CONFIG, n_eval_prompts: int = 16) -> dict[str, Any]:
+def run_align_demo(out_dir: str | Path = "runs/demo/align", config: str = CONFIG, n_eval_prompts: int = 16, max_steps: int | None = None) -> dict[str, Any]:
     """Train the demo policy, write `<out_dir>/align_curves.png` and `results.json`, and return the results."""
     start, out = time.perf_counter(), Path(out_dir)
+    steps = [] if max_steps is None else [f"--trainer.max_steps={max_steps}"]
     cli = align_main(["--config", config, f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}",
-                      f"--checkpoint.dirpath={out / 'checkpoint'}", "--checkpoint.overwrite=true"], run=False)  # a demo rebuilds its output
+                      f"--checkpoint.dirpath={out / 'checkpoint'}", "--checkpoint.overwrite=true", *steps], run=False)  # a demo rebuilds its output
     cli.model.configure_model()
     eval_data = _eval_data(cli, n_eval_prompts)
     before = evaluate(cli.model, eval_data)
@@ -122,5 +122,23 @@ def print_results(results: dict[str, Any]) -> None:
     print(f"Curves: {results['plot']}   ({results['wall_seconds']} s)")
 
 
+def main(argv: list[str] | None = None) -> dict[str, Any]:
+    """`python -m rlhf.align_demo`: the demo's short run alone, into its own directory (make demo's is runs/demo/align)."""
+    from rlhf.errors import ArgumentParser
+    from rlhf.outputs import refuse_to_replace
+
+    p = ArgumentParser(prog="python -m rlhf.align_demo", description="The demo's REINFORCE/RLOO run against the stage-2 RM.")
+    p.add_argument("--out", default="runs/align-demo", help="output directory (make demo writes runs/demo/align)")
+    p.add_argument("--max-steps", type=int, default=None, help="fewer optimizer steps than the config's 30 (quick checks)")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier run in --out (default: refuse)")
+    args = p.parse_args(argv)
+    refuse_to_replace(Path(args.out) / "results.json", args.overwrite, "an align demo run")
+    results = run_align_demo(args.out, max_steps=args.max_steps)
+    print_results(results)
+    return results
+
+
 if __name__ == "__main__":
-    print_results(run_align_demo(*sys.argv[1:2]))
+    from rlhf.errors import run_main
+
+    run_main(main)

@@ -37,15 +37,15 @@ class RewardBenchCallback(Callback):
         data_path: RewardBench-format .jsonl/.parquet file (prompt, chosen, rejected, subset, id).
         every_n_steps: also score every N optimizer steps (0: only at the end of training).
         subsets: score only these subsets (None: all); overall is then the mean over the sections present.
-        max_pairs_per_subset: score only the first N pairs of each subset (None: all), for quick runs.
+        max_per_subset: score only the first N pairs of each subset (None: all), for quick runs.
         batch_size: sequences per forward pass; scores do not depend on it.
     """
 
-    def __init__(self, data_path: str = "data/rewardbench/filtered.jsonl", every_n_steps: int = 0, subsets: list[str] | None = None, max_pairs_per_subset: int | None = None, batch_size: int = 16):
+    def __init__(self, data_path: str = "data/rewardbench/filtered.jsonl", every_n_steps: int = 0, subsets: list[str] | None = None, max_per_subset: int | None = None, batch_size: int = 16):
         if every_n_steps < 0 or batch_size < 1:
             raise ValueError(f"RewardBenchCallback: every_n_steps must be ≥ 0 and batch_size ≥ 1, got {every_n_steps}, {batch_size}")
         self.data_path, self.every_n_steps, self.subsets = data_path, every_n_steps, subsets
-        self.max_pairs_per_subset, self.batch_size = max_pairs_per_subset, batch_size
+        self.max_per_subset, self.batch_size = max_per_subset, batch_size
         self.subset_names: list[str] = []
         self.encoded: EncodedPairs | None = None
         self.pad_id = 0
@@ -60,7 +60,7 @@ class RewardBenchCallback(Callback):
             raise TypeError("RewardBenchCallback needs a data module with tokenizer_path, template and max_length (a TokenizedDataModule)")
         from rlhf.models.backbone import load_tokenizer
 
-        pairs = select(load_pairs(self.data_path), self.subsets, self.max_pairs_per_subset)
+        pairs = select(load_pairs(self.data_path), self.subsets, self.max_per_subset)
         tokenizer = load_tokenizer(data.tokenizer_path)
         self.pad_id = pad_id_of(tokenizer)
         self.encoded = encode_pairs(Encoder(tokenizer, data.template, data.max_length), pairs)

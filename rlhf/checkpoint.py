@@ -1,7 +1,8 @@
 """Checkpoints of exactly what is trained: LoRA weights and the reward head, in safetensors, plus the resolved config.
 
 `model.safetensors` holds every parameter with `requires_grad` (keys as in the RewardModel's state dict) and, in
-its metadata, the JSON needed to rebuild the model (`BackboneSpec`, head size and bias, reward slot). Files are
+its metadata, the JSON needed to rebuild the model (`BackboneSpec` with a local backbone as an absolute path, head
+size and bias, reward slot). Files are
 written to a temporary name and renamed, so a crash never leaves a half-written checkpoint. Loading checks keys
 and shapes and names the first mismatch. `TrainedWeightsCheckpoint` also writes `resume.ckpt` (Lightning's state
 of optimizer, scheduler and loops, plus RNG and data position; loaded with `weights_only=True`, see `rlhf.resume`),
@@ -70,11 +71,23 @@ def save_trained(directory: str | Path, state: dict[str, Tensor], meta: dict[str
     """Write `directory/model.safetensors` (state + JSON meta) and, if given, `directory/config.yaml`, atomically."""
     directory = Path(directory)
     directory.mkdir(parents=True, exist_ok=True)
-    metadata = {META_KEY: json.dumps(meta, default=_jsonable)}
+    metadata = {META_KEY: json.dumps(_absolute_backbone(meta), default=_jsonable)}
     write_with(directory / WEIGHTS_NAME, lambda p: save_file(state, str(p), metadata=metadata))
     if config_yaml is not None:
         write_text(directory / CONFIG_NAME, config_yaml)
     return directory / WEIGHTS_NAME
+
+
+def _absolute_backbone(meta: dict[str, Any]) -> dict[str, Any]:
+    """A backbone given as a local directory is stored as an absolute path, so the checkpoint loads from any working
+    directory (a hub id stays as it is; `load_reward_model(..., name_or_path=...)` overrides a moved backbone)."""
+    backbone = meta.get("backbone")
+    if backbone is None:
+        return meta
+    spec = dataclasses.asdict(backbone) if dataclasses.is_dataclass(backbone) else dict(backbone)
+    if Path(spec["name_or_path"]).is_dir():
+        spec["name_or_path"] = str(Path(spec["name_or_path"]).resolve())
+    return {**meta, "backbone": spec}
 
 
 def _jsonable(obj: Any) -> Any:

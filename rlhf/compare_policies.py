@@ -12,16 +12,19 @@ from __future__ import annotations
 import argparse
 import dataclasses
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable
 
 import torch
+from rich.progress import Progress, TimeElapsedColumn
 from torch import Tensor
 
-from rlhf.checkpoint import load_trained, read_meta
+from rlhf.checkpoint import load_trained, read_meta, weights_path
 from rlhf.data.prompts import PromptDataModule
 from rlhf.data.templates import TemplateSpec
+from rlhf.errors import ArgumentParser, run_main
 from rlhf.models.backbone import BackboneSpec, LoraSpec, load_backbone, load_tokenizer
 from rlhf.models.policy import GenerationSpec, eos_token_ids, sample
+from rlhf.outputs import refuse_to_replace
 from rlhf.rewards import RewardModelScore
 from rlhf.rollout import make_rollout
 from rlhf.atomic_write import check_writable, write_json, write_text
@@ -50,12 +53,16 @@ def load_policy(path: str | None, base: str) -> torch.nn.Module:
 
 
 @torch.no_grad()
-def evaluate_policy(model: torch.nn.Module, data: PromptDataModule, tokenizer: Any, reward: RewardModelScore, generation: GenerationSpec, seed: int) -> dict[str, Any]:
-    """Scores (N,), responses and prompts of K samples per prompt, prompt-major, in the data module's order."""
+def evaluate_policy(model: torch.nn.Module, data: PromptDataModule, tokenizer: Any, reward: RewardModelScore, generation: GenerationSpec, seed: int,
+                    progress: Callable[[], None] | None = None) -> dict[str, Any]:
+    """Scores (N,), responses and prompts of K samples per prompt, prompt-major, in the data module's order.
+    `progress` is called after each batch."""
     torch.manual_seed(seed)
     eos = eos_token_ids(model, tokenizer)
     scores, responses, prompts = [], [], []
     for batch in data.train_dataloader():
+        if progress is not None:
+            progress()
         rollout = make_rollout(sample(model, batch, generation, eos, tokenizer.pad_token_id), batch, generation.num_samples, tokenizer, reward, eos)
         scores.append(rollout.scores.cpu())
         responses += rollout.responses
@@ -79,6 +86,10 @@ def markdown_table(rows: list[dict[str, Any]]) -> str:
 def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     """Evaluate base + every --policy; write compare.md / compare.json under args.out; return the table rows."""
     check_writable(args.out, "directory")  # before any model loads
+    policies = [("base", None)] + [tuple(p.split("=", 1)) for p in args.policy]
+    for _, path in policies[1:]:
+        weights_path(path)  # a missing checkpoint fails now, before any model loads
+    refuse_to_replace(Path(args.out) / "compare.json", args.overwrite, "a policy comparison")
     tokenizer = load_tokenizer(args.base)
     data = PromptDataModule(path=args.prompts, split=args.split, tokenizer=args.base, template=TemplateSpec(args.template, args.system),
                             max_prompt_length=args.max_prompt_length, batch_size=args.batch_size, limit=args.n_prompts, shuffle=False)
@@ -86,8 +97,10 @@ def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
     reward = RewardModelScore(args.reward)
     reward.build()
     generation = GenerationSpec(num_samples=args.k, max_new_tokens=args.max_new_tokens, temperature=args.temperature)
-    policies = [("base", None)] + [tuple(p.split("=", 1)) for p in args.policy]
-    results = {name: evaluate_policy(load_policy(path, args.base), data, tokenizer, reward, generation, args.seed) for name, path in policies}
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn()) as bar:
+        task = bar.add_task("sampling and scoring", total=len(policies) * len(data.train_dataloader()))
+        results = {name: evaluate_policy(load_policy(path, args.base), data, tokenizer, reward, generation, args.seed, lambda: bar.advance(task))
+                   for name, path in policies}
     rows = [summarise(name, results[name], results["base"]) for name, _ in policies]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
@@ -99,7 +112,7 @@ def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p = ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reward", required=True, help="reward-model checkpoint or export (RewardModelScore)")
     p.add_argument("--prompts", required=True, help="JSONL/Parquet of held-out prompts: a 'prompt' field, 'messages', or pairs in any rlhf.data.formats format")
     p.add_argument("--policy", action="append", default=[], metavar="NAME=PATH", help="a LoRA policy checkpoint (repeatable)")
@@ -114,7 +127,8 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p.add_argument("--max-prompt-length", type=int, default=128)
     p.add_argument("--batch-size", type=int, default=8)
     p.add_argument("--seed", type=int, default=0)
-    p.add_argument("--out", default="runs/demo/compare")
+    p.add_argument("--out", default="runs/compare", help="directory for compare.md and compare.json")
+    p.add_argument("--overwrite", action="store_true", help="replace an earlier comparison in --out (default: refuse)")
     args = p.parse_args(argv)
     if any("=" not in s for s in args.policy) or any(s.split("=", 1)[0] == "base" for s in args.policy):
         p.error("--policy takes NAME=PATH, and NAME 'base' is reserved")
@@ -129,4 +143,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -15,16 +15,18 @@ import shutil
 import time
 from pathlib import Path
 
-from rlhf.align_demo import print_results, run_align_demo
+from rlhf.align_demo import run_align_demo
 from rlhf.cli import reward_main
 from rlhf.data.synthetic import generate
-from rlhf.eval.report import markdown_table, write_report
+from rlhf.eval.report import write_report
 from rlhf.eval.rewardbench_data import load_pairs, preference_file_pairs, select
+from rlhf.eval.rewardbench_scores import SECTIONS
 from rlhf.eval.score_pairs import score_pairs
 from rlhf.expo import sweep
 from rlhf.rewardbench import evaluate_checkpoint
 from rlhf.score import load_scorer
 from rlhf.models.llama2c import convert_llama2c
+from rlhf.outputs import refuse_to_replace
 from rlhf.plots import plot_loss_curves, plot_margin_histograms
 from rlhf.atomic_write import write_json
 
@@ -48,14 +50,28 @@ def validation_margins(checkpoint: Path, val_path: Path) -> list[float]:
     return (scores.chosen - scores.rejected).tolist()
 
 
-def main() -> None:
+def summary_table(accuracy: dict[str, float], results: list, align: dict) -> str:
+    """One table of every result: validation accuracy and RewardBench per model, then the REINFORCE run."""
+    lines = ["| Model | Val. accuracy | RewardBench | Chat | Chat-Hard | Safety | Reasoning | Truncated |", "|---" * 8 + "|"]
+    for r in results:
+        cells = [f"{100 * r.sections[s]:.1f}" if s in r.sections else "–" for s in SECTIONS]
+        lines.append(f"| {r.model} | {accuracy[r.model]:.1%} | {100 * r.overall:.1f} | " + " | ".join(cells) + f" | {r.n_truncated}/{r.n_pairs} |")
+    b, a = align["before"], align["after"]
+    lines.append(f"| REINFORCE/RLOO policy, {align['steps']} steps | held-out RM score {b['score']:.3f} → {a['score']:.3f} | "
+                 f"KL {b['kl_abs']:.3f} → {a['kl_abs']:.3f} | | | | | |")
+    return "\n".join(lines)
+
+
+def main(overwrite: bool = False) -> dict:
     start = time.perf_counter()
+    refuse_to_replace(OUT / "results.json", overwrite, "a finished demo (make demo DEMO_ARGS=--overwrite replaces it)")
     shutil.rmtree(OUT, ignore_errors=True)
     data_files = generate(OUT / "data", seed=0)
     convert_llama2c("data/tiny-llama/model.bin", "data/tiny-llama/tokenizer.model", MODEL_DIR)
     for title, config in STAGES.items():
-        print(f"\n=== {title}: python train.py fit --config {config}")
+        print(f"=== {title}: .venv/bin/python train.py fit --config {config}", flush=True)
         reward_main(["fit", "--config", config])
+    print("=== evaluating the three reward models: validation pairs, ExPO sweep, RewardBench sample", flush=True)
     margins = {name: validation_margins(path, data_files["preference_val"]) for name, path in CHECKPOINTS.items()}
     accuracy = {name: sum(m > 0 for m in values) / len(values) for name, values in margins.items()}
     val_pairs = {"validation": preference_file_pairs(data_files["preference_val"])}
@@ -65,28 +81,35 @@ def main() -> None:
     report = write_report(results, OUT / "rewardbench", f"{REWARDBENCH} ({REWARDBENCH_PER_SUBSET} pairs per subset)")
     curves = plot_loss_curves({"stage 1: regression (MSE)": OUT / "stage1/csv/metrics.csv", "stage 2: scaled BT": OUT / "stage2/csv/metrics.csv"}, OUT / "loss_curves.png")
     hist = plot_margin_histograms(margins, OUT / "reward_margins.png")
+    print("=== REINFORCE/RLOO against the stage-2 RM: .venv/bin/python -m rlhf.align_demo", flush=True)
+    align = run_align_demo(OUT / "align")
     summary = {
         "validation_pairs": len(next(iter(margins.values()))), "accuracy": accuracy,
         "rewardbench": {r.model: {"overall": r.overall, **r.sections, "pairs": r.n_pairs, "truncated": r.n_truncated} for r in results},
-        "expo_sweep": expo_rows, "wall_seconds": round(time.perf_counter() - start, 1),
+        "expo_sweep": expo_rows, "align": {k: align[k] for k in ("steps", "before", "after", "seconds_per_step", "plot")},
+        "wall_seconds": round(time.perf_counter() - start, 1),
     }
     write_json(OUT / "results.json", summary)
-    print(f"\nValidation pairwise accuracy on {summary['validation_pairs']} generated pairs (chance = 50%):")
-    for name, acc in accuracy.items():
-        print(f"  {name:<30} {acc:6.1%}")
-    print("ExPO sweep on the validation pairs (python -m rlhf.expo --sweep ...): " + ", ".join(f"alpha {r['alpha']}: {r['validation/accuracy']:.1%}" for r in expo_rows))
-    print(f"\nRewardBench, {REWARDBENCH_PER_SUBSET} pairs per subset (full set: python -m rlhf.rewardbench --checkpoint DIR):\n{markdown_table(results)}")
-    print(f"Results: {OUT / 'results.json'}\nPlots:   {curves}\n         {hist}\n         {report['png']}\nTables:  {report['md']}")
-    print(f"Checkpoints (LoRA + head, safetensors, with config.yaml): {', '.join(str(p) for p in CHECKPOINTS.values())}")
-    print(f"wandb (offline) runs: {OUT}/stage*/wandb  (wandb sync <dir> to upload)")
-    print("\n=== REINFORCE/RLOO: python align.py fit --config configs/align/demo_tiny.yaml")
-    align = run_align_demo(OUT / "align")
-    print_results(align)
-    summary["align"] = {k: align[k] for k in ("steps", "before", "after", "seconds_per_step", "plot")}
-    summary["wall_seconds"] = round(time.perf_counter() - start, 1)
-    write_json(OUT / "results.json", summary)
-    print(f"\nDone in {summary['wall_seconds']} s. Summary: {OUT / 'results.json'}")
+    print(f"\nResults: validation accuracy on {summary['validation_pairs']} generated pairs (chance 50%), RewardBench on "
+          f"{REWARDBENCH_PER_SUBSET} pairs per subset (the tiny model reads 256 characters: nearly every pair is truncated)\n")
+    print(summary_table(accuracy, results, align))
+    print("\nExPO sweep, validation accuracy: " + ", ".join(f"α {r['alpha']}: {r['validation/accuracy']:.1%}" for r in expo_rows))
+    print(f"Plots:       {curves}, {hist}, {report['png']}, {align['plot']}")
+    print(f"Tables:      {report['md']}, {OUT / 'results.json'} (also the align run's generations: {OUT / 'align/results.json'})")
+    print(f"Checkpoints: {', '.join(str(p) for p in CHECKPOINTS.values())}, {OUT / 'align/checkpoint'}")
+    print(f"wandb:       {OUT}/stage1/wandb, {OUT}/stage2/wandb (offline; wandb sync <dir> uploads)")
+    print(f"Done in {summary['wall_seconds']} s.")
+    return summary
 
 
 if __name__ == "__main__":
-    main()
+    from rlhf.errors import run_main
+
+    from rlhf.errors import ArgumentParser
+
+    def _cli(argv: list[str]) -> None:
+        p = ArgumentParser(prog="python -m rlhf.demo", description="make demo: the two-stage recipe end to end on the tiny Llama")
+        p.add_argument("--overwrite", action="store_true", help="replace a finished demo in runs/demo (default: refuse)")
+        main(p.parse_args(argv).overwrite)
+
+    run_main(_cli)

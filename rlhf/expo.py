@@ -13,17 +13,21 @@ from __future__ import annotations
 import argparse
 import os
 from pathlib import Path
-from typing import Any, Iterator, Literal, Sequence
+from typing import Any, Callable, Iterator, Literal, Sequence
 
 import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
+from rich.progress import Progress, TimeElapsedColumn
 from safetensors.torch import load_file
 from torch import Tensor
 
 from rlhf.atomic_write import check_writable, write_json
 from rlhf.checkpoint import (
-    load_trained_state, lora_signature, read_meta, reward_model_from_meta, save_trained, trained_state_dict, weights_path,
+    CONFIG_NAME, load_trained_state, lora_signature, read_meta, reward_model_from_meta, save_trained, trained_state_dict,
+    weights_path,
 )
+from rlhf.errors import ArgumentParser, run_main
+from rlhf.outputs import refuse_to_replace
 
 Convention = Literal["expo", "total"]
 LORA_A, LORA_B = ".lora_A.", ".lora_B."
@@ -106,10 +110,14 @@ class ExpoCheckpoint(Callback):
 
 
 def extrapolate_checkpoints(weak: str, strong: str, out: str, alpha: float, convention: Convention = "expo") -> Path:
-    """File-level ExPO: read two checkpoints of this repo, write the extrapolated one with the strong one's metadata."""
+    """File-level ExPO: read two checkpoints of this repo, write the extrapolated one with the strong one's metadata
+    and its `config.yaml` (the template and max_length scorers need); a strong checkpoint without one is refused."""
+    config = weights_path(strong).parent / CONFIG_NAME
+    if not config.is_file():
+        raise FileNotFoundError(f"{config.parent}: no {CONFIG_NAME}; the ExPO checkpoint needs the strong model's settings")
     meta = expo_meta(weak, read_meta(weak), read_meta(strong), alpha, convention)
     merged = extrapolate(load_file(str(weights_path(weak))), load_file(str(weights_path(strong))), alpha, convention)
-    return save_trained(out, merged, meta)
+    return save_trained(out, merged, meta, config.read_text())
 
 
 def extrapolated_scorers(weak: str, strong: str, alphas: Sequence[float], convention: Convention = "expo") -> Iterator[tuple[float, Any, Any, Any]]:
@@ -128,10 +136,12 @@ def extrapolated_scorers(weak: str, strong: str, alphas: Sequence[float], conven
         yield alpha, model, tokenizer, settings
 
 
-def sweep(weak: str, strong: str, alphas: Sequence[float], pairs: dict[str, list], convention: Convention = "expo", batch_size: int = 32) -> list[dict]:
+def sweep(weak: str, strong: str, alphas: Sequence[float], pairs: dict[str, list], convention: Convention = "expo", batch_size: int = 32,
+          progress: Callable[[int], None] | None = None) -> list[dict]:
     """Accuracy of the extrapolated model on each named list of `BenchPair`s for every α (the base is loaded once).
 
     Returns one row per α: {"alpha", "<set>/accuracy", ...} plus RewardBench sections when a set is named "rewardbench".
+    `progress(n)` is called after each set is scored, with its number of pairs.
     """
     from rlhf.eval.rewardbench_scores import rewardbench_result
     from rlhf.data.encode import Encoder
@@ -145,6 +155,8 @@ def sweep(weak: str, strong: str, alphas: Sequence[float], pairs: dict[str, list
         row: dict = {"alpha": alpha}
         for name, enc in encoded.items():
             scores = score_encoded(model, enc, pad_id_of(tokenizer), batch_size)
+            if progress is not None:
+                progress(len(pairs[name]))
             row[f"{name}/accuracy"] = float((scores.chosen > scores.rejected).float().mean())
             if name == "rewardbench":
                 result = rewardbench_result([p.subset for p in pairs[name]], scores.chosen, scores.rejected, scores.truncated, f"alpha={alpha}", strong, {}, scores.identical)
@@ -154,7 +166,7 @@ def sweep(weak: str, strong: str, alphas: Sequence[float], pairs: dict[str, list
 
 
 def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m rlhf.expo", description="ExPO: write an extrapolated checkpoint, or sweep alpha.")
+    p = ArgumentParser(prog="python -m rlhf.expo", description="ExPO: write an extrapolated checkpoint, or sweep alpha.")
     p.add_argument("--weak", required=True, help="weak checkpoint (stage-1 regression RM)")
     p.add_argument("--strong", required=True, help="strong checkpoint (stage-2 BT RM initialised from the weak one)")
     p.add_argument("--convention", choices=["expo", "total"], default="expo")
@@ -165,6 +177,7 @@ def _parse(argv: Sequence[str] | None) -> argparse.Namespace:
     p.add_argument("--val-pairs", help="HelpSteer2-Preference JSONL/Parquet to evaluate on (with --sweep)")
     p.add_argument("--rewardbench", help="RewardBench JSONL to evaluate on (with --sweep)")
     p.add_argument("--max-per-subset", type=int, help="RewardBench pairs per subset (default: all)")
+    p.add_argument("--overwrite", action="store_true", help="replace what --out already holds (default: refuse)")
     p.add_argument("--wandb-project", help="with --sweep: log each alpha's metrics to this wandb project (a sweep agent's run)")
     return p.parse_args(argv)
 
@@ -173,6 +186,7 @@ def main(argv: Sequence[str] | None = None) -> list[dict] | Path:
     args = _parse(argv)
     check_writable(args.out, "directory")  # before any model loads
     if args.sweep is None:
+        refuse_to_replace(args.out, args.overwrite, "a checkpoint")
         path = extrapolate_checkpoints(args.weak, args.strong, args.out, args.alpha, args.convention)
         print(f"wrote {path} (alpha={args.alpha}, convention={args.convention})")
         return path
@@ -186,11 +200,15 @@ def main(argv: Sequence[str] | None = None) -> list[dict] | Path:
 
         pairs["rewardbench"] = select(load_pairs(args.rewardbench), None, args.max_per_subset)
     if not pairs:
-        raise SystemExit("--sweep needs --val-pairs and/or --rewardbench")
-    rows = sweep(args.weak, args.strong, args.sweep or [args.alpha], pairs, args.convention)
+        raise ValueError("--sweep needs --val-pairs and/or --rewardbench")
+    out = Path(args.out)
+    refuse_to_replace(out / "expo_sweep.json", args.overwrite, "an ExPO sweep")
+    alphas = args.sweep or [args.alpha]
+    with Progress(*Progress.get_default_columns(), TimeElapsedColumn()) as bar:
+        task = bar.add_task(f"ExPO sweep, {len(alphas)} alphas", total=len(alphas) * sum(len(v) for v in pairs.values()))
+        rows = sweep(args.weak, args.strong, alphas, pairs, args.convention, progress=lambda n: bar.advance(task, n))
     key = "validation/accuracy" if "validation" in pairs else "rewardbench/overall"
     best = max(rows, key=lambda r: r[key])
-    out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     write_json(out / "expo_sweep.json", {"convention": args.convention, "selected_by": key, "best_alpha": best["alpha"], "rows": rows})
     if args.wandb_project:
@@ -211,4 +229,4 @@ def _log_to_wandb(args: argparse.Namespace, rows: list[dict]) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

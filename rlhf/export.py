@@ -11,7 +11,6 @@ Left out: heads with a nonzero bias in the HF format (its score layer has none) 
 
 from __future__ import annotations
 
-import argparse
 import dataclasses
 import json
 import shutil
@@ -25,6 +24,7 @@ from safetensors.torch import load_file, save_file
 
 from rlhf.atomic_write import atomic_dir, check_writable, refuse_overwriting_input
 from rlhf.checkpoint import CONFIG_NAME, load_trained, read_meta, specs_from_meta, weights_path
+from rlhf.errors import ArgumentParser, run_main
 from rlhf.models.backbone import (
     DTYPES, BackboneSpec, load_adapter_weights, load_tokenizer, merge_lora, save_adapter, sequence_classifier,
 )
@@ -248,7 +248,7 @@ def load_exported_adapter(out_dir: str | Path, name_or_path: str | None = None) 
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m rlhf.export", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m rlhf.export", description=__doc__.splitlines()[0])
     parser.add_argument("--checkpoint", required=True, help="checkpoint directory written by training (LoRA + head)")
     parser.add_argument("--out", required=True, help="export directory (created)")
     parser.add_argument("--format", choices=["hf", "adapter"], default="hf", help="merged HF classifier, or peft adapter + head")
@@ -269,4 +269,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -12,13 +12,14 @@ fragmentation, CUDA context (~0.5–1 GB) or communication buffers; measure with
 
 from __future__ import annotations
 
-import argparse
 import json
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import yaml
+
+from rlhf.errors import ArgumentParser, run_main
 
 GIB = 1024**3
 BYTES = {"float32": 4, "bfloat16": 2, "float16": 2}
@@ -170,7 +171,7 @@ def report(cfg: dict, gpu_gib: float = 80.0) -> str:
 
 
 def main(argv: list[str] | None = None) -> str:
-    p = argparse.ArgumentParser(prog="python -m rlhf.plan", description="Per-GPU memory estimate of a config.")
+    p = ArgumentParser(prog="python -m rlhf.plan", description="Per-GPU memory estimate of a config.")
     p.add_argument("--config", required=True, help="a YAML of train.py, align.py or dpo.py")
     p.add_argument("--gpu-gib", type=float, default=80.0, help="memory of one GPU (80 for H100 80GB)")
     args = p.parse_args(argv)
@@ -180,4 +181,4 @@ def main(argv: list[str] | None = None) -> str:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -4,7 +4,7 @@ Each checkpoint is scored with the template and max_length of its own training c
 truncated, never dropped, and counted); precomputed `id, subset, score_chosen, score_rejected` files tabulate the
 same way. Writes rewardbench.json, rewardbench.md (the paper's table plus per-subset accuracies), rewardbench.png
 and, per checkpoint, its per-pair scores under scores/. Scoring rules: `rlhf.eval.rewardbench_scores` (spec §5.2).
-    python -m rlhf.rewardbench --checkpoint runs/demo/stage1/checkpoint --checkpoint runs/demo/stage2/checkpoint --out runs/rewardbench
+    python -m rlhf.rewardbench --checkpoint runs/demo/stage1/checkpoint --checkpoint runs/demo/stage2/checkpoint --out runs/rewardbench/demo
 """
 
 from __future__ import annotations
@@ -19,10 +19,12 @@ import torch
 
 from rlhf.atomic_write import check_writable
 from rlhf.data.collate import PaddingSide
+from rlhf.errors import ArgumentParser, run_main
 from rlhf.eval.report import markdown_table, write_report
 from rlhf.eval.rewardbench_data import HUB_ID, BenchPair, hub_pairs, load_pairs, load_scores, select, write_scores
 from rlhf.eval.rewardbench_scores import RewardBenchResult, rewardbench_result
 from rlhf.eval.score_pairs import PairScores, Progress, read_eval_settings, score_pairs
+from rlhf.outputs import refuse_to_replace
 
 DEFAULT_DATA = "data/rewardbench/filtered.jsonl"
 
@@ -63,26 +65,41 @@ def evaluate_scores(path: str, name: str, subsets: Sequence[str] | None = None, 
 
 
 def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m rlhf.rewardbench", description=__doc__.split("\n")[0])
+    p = ArgumentParser(prog="python -m rlhf.rewardbench", description=__doc__.split("\n")[0])
     p.add_argument("--checkpoint", action="append", default=[], help="checkpoint directory of this repo (repeatable)")
     p.add_argument("--scores", action="append", default=[], help="precomputed id/subset/score_chosen/score_rejected JSONL (repeatable)")
     p.add_argument("--name", action="append", default=[], help="display names: checkpoints first, then score files, in order")
     p.add_argument("--data", default=DEFAULT_DATA, help="RewardBench-format .jsonl/.parquet (prompt, chosen, rejected, subset, id)")
     p.add_argument("--hub", action="store_true", help=f"load {HUB_ID} split 'filtered' from the hub instead of --data (network)")
     p.add_argument("--subsets", nargs="+", default=None, help="score only these subsets")
-    p.add_argument("--max-pairs-per-subset", type=int, default=None, help="first N pairs of each subset, for every model (quick checks)")
+    p.add_argument("--max-per-subset", type=int, default=None, help="first N pairs of each subset, for every model (quick checks)")
     p.add_argument("--batch-size", type=int, default=16, help="sequences per forward pass (scores do not depend on it)")
     p.add_argument("--max-length", type=int, default=None, help="token limit; default: the checkpoint's training max_length")
     p.add_argument("--padding-side", choices=["right", "left"], default="right")
     p.add_argument("--backbone", default=None, help="backbone location overriding the one stored in the checkpoint")
     p.add_argument("--device", default="cuda" if torch.cuda.is_available() else "cpu")
-    p.add_argument("--out", default="runs/rewardbench", help="output directory")
+    p.add_argument("--out", default=None, help="output directory (default: runs/rewardbench/<the model names>)")
+    p.add_argument("--overwrite", action="store_true", help="replace the results already in --out (default: refuse)")
     args = p.parse_args(argv)
     if not args.checkpoint and not args.scores:
         p.error("give at least one --checkpoint or --scores")
     if args.name and len(args.name) != len(args.checkpoint) + len(args.scores):
         p.error(f"{len(args.name)} --name for {len(args.checkpoint) + len(args.scores)} models")
     return args
+
+
+def _check_inputs(args: argparse.Namespace, names: list[str]) -> None:
+    """Fail on a missing input or an existing result before any model loads."""
+    from rlhf.checkpoint import read_meta
+
+    for checkpoint in args.checkpoint:
+        read_meta(checkpoint)  # a checkpoint of this repo
+        read_eval_settings(checkpoint)  # a checkpoint without its settings is refused, not scored with guessed ones
+    for path in [*args.scores, *([] if args.hub or not args.checkpoint else [args.data])]:
+        if not Path(path).is_file():
+            raise FileNotFoundError(f"{path}: no such file")
+    args.out = args.out or str(Path("runs/rewardbench") / "+".join(_slug(n) for n in names))
+    refuse_to_replace(Path(args.out) / "rewardbench.json", args.overwrite, "RewardBench results")
 
 
 def _default_name(path: str, is_checkpoint: bool) -> str:
@@ -98,7 +115,7 @@ def _score_checkpoints(args: argparse.Namespace, names: list[str]) -> list[Rewar
     from rich.progress import Progress as Bar
 
     pairs = hub_pairs() if args.hub else load_pairs(args.data)
-    pairs = select(pairs, args.subsets, args.max_pairs_per_subset)
+    pairs = select(pairs, args.subsets, args.max_per_subset)
     results = []
     for checkpoint, name in zip(args.checkpoint, names):
         with Bar() as bar:
@@ -119,9 +136,10 @@ def main(argv: Sequence[str] | None = None) -> list[RewardBenchResult]:
     for path in args.scores:
         load_scores(path)  # a bad scores file fails now, not after the checkpoints are scored
     names = args.name or [_default_name(c, True) for c in args.checkpoint] + [_default_name(s, False) for s in args.scores]
+    _check_inputs(args, names)
     results = _score_checkpoints(args, names[: len(args.checkpoint)]) if args.checkpoint else []
     for path, name in zip(args.scores, names[len(args.checkpoint) :]):
-        results.append(evaluate_scores(path, name, args.subsets, args.max_pairs_per_subset))
+        results.append(evaluate_scores(path, name, args.subsets, args.max_per_subset))
     data = f"hub:{HUB_ID}/filtered" if args.hub else args.data
     paths = write_report(results, args.out, data if args.checkpoint else "precomputed scores")
     print(markdown_table(results))
@@ -130,4 +148,4 @@ def main(argv: Sequence[str] | None = None) -> list[RewardBenchResult]:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

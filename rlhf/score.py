@@ -11,7 +11,6 @@ to the output. Batching is by length and does not change the rewards.
 
 from __future__ import annotations
 
-import argparse
 import json
 from pathlib import Path
 from typing import Any, Sequence
@@ -25,6 +24,8 @@ from rlhf.data.encode import EncodeStats, Encoder
 from rlhf.data.formats import PreferenceFormat
 from rlhf.data.rows import Row
 from rlhf.data.score_rows import read_scored_rows
+from rlhf.errors import ArgumentParser, run_main
+from rlhf.outputs import refuse_to_replace
 from rlhf.eval.score_pairs import EvalSettings, pad_id_of, read_eval_settings, score_sequences
 
 
@@ -107,7 +108,7 @@ def _write(rows: list[Row], kind: str, outputs: torch.Tensor, rewards: torch.Ten
 
 
 def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
-    p = argparse.ArgumentParser(prog="python -m rlhf.score", description="Score responses or pairs with a reward model.")
+    p = ArgumentParser(prog="python -m rlhf.score", description="Score responses or pairs with a reward model.")
     p.add_argument("--model", required=True, help="checkpoint directory, adapter export or Hugging Face export")
     p.add_argument("--input", required=True, help="JSONL/Parquet of {prompt, response}, {messages} or pairs in any format (see --format)")
     p.add_argument("--output", required=True, help="JSONL to write (input fields plus rewards)")
@@ -116,11 +117,13 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--format", default="auto", choices=["auto", "responses", *PreferenceFormat.__args__[1:]], help="input format (auto: detected from the first row and reported)")
     p.add_argument("--strength-field", default=None, help="pair magnitude column (default preference_strength or margin); 0 = tie")
     p.add_argument("--on-bad-row", default="error", choices=["error", "skip"], help="stop at the first malformed row, or skip and count them")
+    p.add_argument("--overwrite", action="store_true", help="replace --output if it exists (default: refuse)")
     args = p.parse_args(argv)
+    refuse_to_replace(args.output, args.overwrite, "scores")
     summary = score_file(args.model, args.input, args.output, args.batch_size, args.packing, args.format, args.strength_field, args.on_bad_row)
     print(json.dumps(summary, indent=2))
     return summary
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -16,6 +16,7 @@ connections. Binds 127.0.0.1 unless told otherwise (another host needs a key or 
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import os
 import signal
 from dataclasses import dataclass
@@ -25,6 +26,7 @@ import litserve as ls
 from fastapi import Depends, Request
 from litserve.server import RegularRequestHandler
 
+from rlhf.errors import ArgumentParser, run_main
 from rlhf.serve_api import RewardAPI, ServeLimits
 from rlhf.serve_guard import GuardedHttpProtocol, RequestGuard
 from rlhf.serve_page import add_playground
@@ -65,7 +67,7 @@ def build_server(api: RewardAPI, accelerator: str = "auto", devices: int | str =
 
 
 def _parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="python -m rlhf.serve", description="Serve a reward model over HTTP (/score, /get_reward, /health).")
+    p = ArgumentParser(prog="python -m rlhf.serve", description="Serve a reward model over HTTP (/score, /get_reward, /health).")
     p.add_argument("--model", required=True, help="RM checkpoint directory, adapter export or Hugging Face export")
     p.add_argument("--host", default="127.0.0.1", choices=["127.0.0.1", "::1", "0.0.0.0", "::"], help="address to bind (loopback by default)")
     p.add_argument("--port", type=int, default=8000)
@@ -99,12 +101,22 @@ def _interrupt(signum: int, frame: Any) -> None:
     raise KeyboardInterrupt
 
 
+def resolve_limits(model: str, limits: ServeLimits) -> ServeLimits:
+    """The item-token limit made explicit (default 4 × the RM's max_length) before the server starts, so the start-up
+    log and `/info` give the same number; a model without its settings fails here, before any worker starts."""
+    from rlhf.eval.score_pairs import read_eval_settings
+
+    if limits.max_item_tokens is not None:
+        return limits
+    return dataclasses.replace(limits, max_item_tokens=4 * read_eval_settings(model).max_length)
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     parser = _parser()
     args = parser.parse_args(argv)
     args.api_key_env = _key_env(parser, args)
     timeouts = Timeouts(args.header_timeout, args.body_timeout, args.keep_alive_timeout, args.max_connections)
-    limits = ServeLimits(args.max_body_bytes, args.max_items, args.max_item_tokens)
+    limits = resolve_limits(args.model, ServeLimits(args.max_body_bytes, args.max_items, args.max_item_tokens))
     api = RewardAPI(args.model, limits, args.forward_batch_size, args.api_key_env, args.max_batch_size, args.batch_timeout)
     devices = args.devices if args.devices == "auto" else int(args.devices)
     signal.signal(signal.SIGTERM, _interrupt)  # LitServe shuts its workers down on Ctrl+C only; treat SIGTERM alike
@@ -133,4 +145,4 @@ def _key_env(parser: argparse.ArgumentParser, args: argparse.Namespace) -> str |
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -127,7 +127,7 @@ class RewardAPI(ls.LitAPI):
         """An OpenRLHF query is already rendered text: tokenise as the RM's template would, never cut it."""
         limit = min(self.item_limit, self.encoder.max_length)
         self._check_chars(len(text), limit, where)
-        ids = list(self.encoder.tokenizer(text, add_special_tokens=self.encoder.add_special_tokens)["input_ids"])
+        ids = list(self.encoder.tokenizer(text, add_special_tokens=self.encoder.add_special_tokens, verbose=False)["input_ids"])
         if len(ids) > limit:
             raise RequestError(422, where, f"{len(ids)} tokens; this server takes at most {limit} (rendered queries cannot be truncated)")
         return ids

@@ -9,7 +9,6 @@ points); `distribution` parameters need the wandb server. The macros are wandb's
 
 from __future__ import annotations
 
-import argparse
 import itertools
 import os
 import subprocess
@@ -18,6 +17,8 @@ from pathlib import Path
 from typing import Any, Sequence
 
 import yaml
+
+from rlhf.errors import ArgumentParser, run_main
 
 DEFAULT_COMMAND = ["${env}", "${interpreter}", "${program}", "${args}"]  # wandb's default
 
@@ -68,7 +69,7 @@ def command(sweep: dict[str, Any], params: dict[str, Any], interpreter: str = "p
 
 
 def main(argv: Sequence[str] | None = None) -> list[list[str]]:
-    p = argparse.ArgumentParser(prog="python -m rlhf.sweep", description="Print or run (offline) the grid of a wandb sweep file.")
+    p = ArgumentParser(prog="python -m rlhf.sweep", description="Print or run (offline) the grid of a wandb sweep file.")
     p.add_argument("sweep", help="configs/sweeps/<name>.yaml")
     p.add_argument("--run", action="store_true", help="run every grid point, one after the other, with WANDB_MODE=offline")
     args = p.parse_args(argv)
@@ -84,4 +85,4 @@ def main(argv: Sequence[str] | None = None) -> list[list[str]]:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

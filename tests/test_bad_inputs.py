@@ -214,8 +214,8 @@ BAD_INPUTS: list[tuple[str, str, str, Trigger]] = [
     # configs
     ("Unknown loss name", "exit 2", f'Parser key "model.loss": Expected a {LITERAL}. Got value: hinge',
      lambda e: _rm(e, "--model.loss=hinge")),
-    ("Unknown key in a config file", "exit 2", "Group 'model' does not accept option 'lr'",
-     lambda e: reward_main(["--config", str(_config(e, f"model:\n  backbone:\n    name_or_path: {e.tiny}\n  lr: 0.1\n"))], run=False)),
+    ("Unknown key in a config file", "exit 2", "Subcommand 'fit' does not accept option 'model.lr'",
+     lambda e: reward_main(["fit", "--config", str(_config(e, f"model:\n  backbone:\n    name_or_path: {e.tiny}\n  lr: 0.1\n"))])),
     ("Config file that does not exist", "exit 2", "Parser key \"config\": File does not exist: '<tmp>/nope.yaml'",
      lambda e: reward_main(["--config", str(e.tmp / "nope.yaml")], run=False)),
     ("Head size with no attribute layout", "ValueError", "head n_out must be one of [1, 5, 9], got 3",

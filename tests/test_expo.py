@@ -144,9 +144,13 @@ def test_checkpoint_level(tmp_path):
     lora = {"r": 2, "alpha": 4, "dropout": 0.0, "target_modules": ["q"]}
     save_trained(tmp_path / "w", weak, {"head": {"n_out": 1}, "backbone": {"lora": lora}})
     save_trained(tmp_path / "s", strong, {"head": {"n_out": 1}, "backbone": {"lora": lora}})
+    with pytest.raises(FileNotFoundError, match="no config.yaml"):  # its settings would be unknown to every scorer
+        extrapolate_checkpoints(str(tmp_path / "w"), str(tmp_path / "s"), str(tmp_path / "x"), 0.52)
+    (tmp_path / "s" / "config.yaml").write_text("data:\n  init_args: {max_length: 77}\n")
     extrapolate_checkpoints(str(tmp_path / "w"), str(tmp_path / "s"), str(tmp_path / "x"), 0.52)
     meta = read_meta(tmp_path / "x")
     assert meta["expo"]["alpha"] == 0.52 and meta["head"] == {"n_out": 1} and meta["backbone"]["lora"] == {**lora, "r": 4, "alpha": 8}
+    assert (tmp_path / "x" / "config.yaml").read_text() == (tmp_path / "s" / "config.yaml").read_text()
     save_trained(tmp_path / "w", weak, {"head": {"n_out": 1}, "backbone": {"lora": {**lora, "alpha": 8}}})
     with pytest.raises(ValueError, match="same LoRA in both models"):
         extrapolate_checkpoints(str(tmp_path / "w"), str(tmp_path / "s"), str(tmp_path / "y"), 0.52)

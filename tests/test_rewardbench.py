@@ -9,6 +9,7 @@ from __future__ import annotations
 import csv
 import dataclasses
 import json
+import shutil
 from collections import Counter
 from pathlib import Path
 
@@ -147,11 +148,14 @@ def test_shipped_filtered_split_has_the_official_counts(rb_pairs):
 
 def test_eval_settings_from_checkpoint_config(tmp_path):
     run = tmp_path / "run"
-    (run / "checkpoint-expo").mkdir(parents=True)
-    (run / "config.yaml").write_text("data:\n  class_path: x\n  init_args:\n    template: {name: steerlm, system: ''}\n    max_length: 77\n")
-    settings = read_eval_settings(run / "checkpoint-expo")  # no config of its own: the run directory's
+    (run / "checkpoint").mkdir(parents=True)
+    (run / "checkpoint" / "config.yaml").write_text("data:\n  class_path: x\n  init_args:\n    template: {name: steerlm, system: ''}\n    max_length: 77\n")
+    settings = read_eval_settings(run / "checkpoint")
     assert settings.template == TemplateSpec(system="") and settings.max_length == 77
-    assert read_eval_settings(tmp_path / "elsewhere").max_length == 4096  # data-module defaults
+    (run / "checkpoint-expo").mkdir()
+    shutil.copy(run / "checkpoint" / "config.yaml", run / "config.yaml")  # a run directory's config is not this model's
+    with pytest.raises(FileNotFoundError, match="checkpoint-expo: no config.yaml"):
+        read_eval_settings(run / "checkpoint-expo")  # never guessed: defaults would score with another template
 
 
 def test_callback_logs_sections_during_and_after_fit(tiny_llama_dir, synthetic_dir, tmp_path):
@@ -164,7 +168,7 @@ def test_callback_logs_sections_during_and_after_fit(tiny_llama_dir, synthetic_d
         "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}", "--seed_everything=0",
         "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.save_dir={tmp_path}",
         "--trainer.callbacks+=rlhf.callbacks.RewardBenchCallback", f"--trainer.callbacks.data_path={RB_DATA}",
-        "--trainer.callbacks.every_n_steps=2", "--trainer.callbacks.max_pairs_per_subset=2", "--trainer.callbacks.batch_size=32",
+        "--trainer.callbacks.every_n_steps=2", "--trainer.callbacks.max_per_subset=2", "--trainer.callbacks.batch_size=32",
         "--data=rlhf.data.datamodules.PreferenceDataModule", f"--data.train_path={synthetic_dir}/preference_train.jsonl",
         f"--data.val_path={synthetic_dir}/preference_val.jsonl", "--data.template.system=", "--data.max_length=128", "--data.overlength=truncate_prompt", "--data.loader.batch_size=2",
     ]
@@ -193,12 +197,12 @@ def test_cli_writes_json_markdown_and_png(tiny_rm, tmp_path):
     hand = _write_jsonl(tmp_path / "hand.jsonl", [{"id": str(i), "subset": s, "score_chosen": c, "score_rejected": r} for i, (s, c, r) in enumerate(HAND)])
     out = tmp_path / "out"
     results = main(["--checkpoint", str(ckpt), "--scores", str(hand), "--name", "tiny|rm", "--name", "hand",
-                    "--data", str(RB_DATA), "--max-pairs-per-subset", "1", "--batch-size", "5", "--out", str(out)])
+                    "--data", str(RB_DATA), "--max-per-subset", "1", "--batch-size", "5", "--out", str(out)])
     record = json.loads((out / "rewardbench.json").read_text())
     tiny, hand_rec = record["models"]
     assert tiny["n_pairs"] == 23 and tiny["truncated_pairs"] == 23 and tiny["settings"]["max_length"] == 96
     assert set(tiny["sections"]) == {"chat", "chat_hard", "safety", "reasoning"}
-    # --max-pairs-per-subset 1 applies to every model: HAND's first row per subset is right except the llmbar-natural
+    # --max-per-subset 1 applies to every model: HAND's first row per subset is right except the llmbar-natural
     # and hep-python ties, so Chat 1.0, Chat Hard 0.0, Safety 1.0, Reasoning 984/1148 = 6/7, overall (2 + 6/7)/4.
     assert hand_rec["overall"] == pytest.approx((2 + 6 / 7) / 4) and hand_rec["truncated_pairs"] is None
     table = (out / "rewardbench.md").read_text()

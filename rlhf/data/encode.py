@@ -64,7 +64,7 @@ class Encoder:
 
     def ids(self, prompt: str, response: str) -> list[int]:
         text = render(self.template, prompt, response, self.tokenizer)
-        return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"])
+        return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens, verbose=False)["input_ids"])
 
     def open_ids(self, prompt: str, response: str) -> list[int]:
         """Ids of the rendered prompt and `response` with nothing after it (no closing tokens, no EOS)."""

@@ -96,7 +96,7 @@ class PromptEncoder:
 
     def ids(self, prompt: str) -> list[int]:
         text = render_prompt(self.template, prompt, self.tokenizer)
-        return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens)["input_ids"])
+        return list(self.tokenizer(text, add_special_tokens=self.add_special_tokens, verbose=False)["input_ids"])
 
     def encode(self, prompt: str, stats: PromptStats) -> tuple[str, list[int]] | None:
         """(prompt text actually used, its token ids), or None when the prompt is dropped."""

@@ -10,13 +10,13 @@ context with the SteerLM template. Left out: multi-turn prompts, justification p
 
 from __future__ import annotations
 
-import argparse
 import random
 from dataclasses import dataclass
 from pathlib import Path
 
 from rlhf.data.aggregation import aggregate_ratings, aggregate_strengths
 from rlhf.data.annotators import annotate_ratings, annotator_count, panel_strengths
+from rlhf.errors import ArgumentParser, run_main
 from rlhf.types import HS2_ATTRIBUTES
 from rlhf.atomic_write import json_line, write_text
 
@@ -238,7 +238,7 @@ def generate(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser = ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--out", type=Path, required=True, help="output directory")
     parser.add_argument("--seed", type=int, default=0)
     parser.add_argument("--n-prompts", type=int, default=1200, help="train prompts (2 responses each)")
@@ -249,4 +249,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

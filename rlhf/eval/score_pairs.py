@@ -26,7 +26,7 @@ from rlhf.models.reward_model import RewardModel
 Progress = Callable[[int], None]
 """Called with the number of items just finished (for a progress bar)."""
 
-DEFAULT_MAX_LENGTH = 4096  # the data modules' default, used when a checkpoint has no config
+DEFAULT_MAX_LENGTH = 4096  # the data modules' default, used when a config leaves max_length out
 
 
 @dataclass(frozen=True)
@@ -167,11 +167,14 @@ def settings_from_config(config: dict[str, Any], source: str) -> EvalSettings:
 
 
 def read_eval_settings(checkpoint: str | Path) -> EvalSettings:
-    """Settings from `<checkpoint>/config.yaml`, else the run directory's config.yaml (e.g. for checkpoint-expo),
-    else the data modules' defaults (steerlm template with its system prompt, max_length 4096)."""
+    """Settings from `<checkpoint>/config.yaml` (every command that writes a checkpoint or export writes one).
+
+    A reward model without it is refused rather than scored with guessed defaults (another template or max_length
+    gives other rewards)."""
     directory = Path(checkpoint)
     directory = directory if directory.is_dir() else directory.parent
-    for candidate in (directory / "config.yaml", directory.parent / "config.yaml"):
-        if candidate.is_file():
-            return settings_from_config(yaml.safe_load(candidate.read_text()) or {}, str(candidate))
-    return EvalSettings(TemplateSpec(), DEFAULT_MAX_LENGTH, "defaults (no config.yaml next to the checkpoint)")
+    candidate = directory / "config.yaml"
+    if not candidate.is_file():
+        raise FileNotFoundError(f"{directory}: no config.yaml, so the template and max_length the reward model was trained "
+                                "with are unknown; copy the training run's config.yaml next to its weights")
+    return settings_from_config(yaml.safe_load(candidate.read_text()) or {}, str(candidate))

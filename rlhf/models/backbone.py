@@ -1,6 +1,8 @@
 """The backbone builder: a Llama from a local path or hub id, LoRA-wrapped, optionally nf4-quantised (QLoRA).
 
-This is the only module that imports transformers, peft and bitsandbytes. Attention is FlashAttention-2 when the
+This is the only module that imports transformers, peft and bitsandbytes, and it keeps them quiet at the source:
+transformers logs errors only and shows no loading bars, and bitsandbytes' optional-kernel notice is below its log
+level. Attention is FlashAttention-2 when the
 `flash_attn` package and CUDA are present and SDPA otherwise (configurable); gradient checkpointing is the
 non-reentrant kind, which works with frozen embeddings and LoRA. Reward models take the body without the LM head
 (`AutoModel`); policies take `AutoModelForCausalLM`. Loading a checkpoint of trained weights is `rlhf.checkpoint`'s job.
@@ -9,6 +11,8 @@ non-reentrant kind, which works with frozen embeddings and LoRA. Reward models t
 from __future__ import annotations
 
 import importlib.util
+import logging
+import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
@@ -18,6 +22,18 @@ import torch
 from torch import nn
 
 DTYPES: dict[str, torch.dtype] = {"float32": torch.float32, "bfloat16": torch.bfloat16, "float16": torch.float16}
+logging.getLogger("bitsandbytes").setLevel(logging.ERROR)  # "Failed to load CPU gemm_4bit_forward ... pip install kernels"
+# peft reads the deprecated `is_gradient_checkpointing` property of every model it wraps
+warnings.filterwarnings("ignore", message=r"`is_gradient_checkpointing` is deprecated", category=FutureWarning)
+
+
+def _transformers():
+    """The transformers package, logging errors only and without progress bars (one "Loading weights" bar per load)."""
+    import transformers
+
+    transformers.utils.logging.set_verbosity_error()
+    transformers.utils.logging.disable_progress_bar()
+    return transformers
 
 
 @dataclass(frozen=True)
@@ -72,9 +88,7 @@ def load_tokenizer(name_or_path: str):
 
     Rewards are read through `attention_mask`, never through the pad id, so pad == eos is harmless here.
     """
-    from transformers import AutoTokenizer
-
-    tokenizer = AutoTokenizer.from_pretrained(name_or_path)
+    tokenizer = _transformers().AutoTokenizer.from_pretrained(name_or_path)
     if tokenizer.pad_token is None:
         tokenizer.pad_token = tokenizer.unk_token if tokenizer.unk_token is not None else tokenizer.eos_token
     tokenizer.padding_side = "right"
@@ -92,9 +106,7 @@ def check_tokenizer_fits(tokenizer, model: nn.Module, name_or_path: str) -> None
 def _quantization_config(spec: BackboneSpec):
     if spec.quantize == "none":
         return None
-    from transformers import BitsAndBytesConfig
-
-    return BitsAndBytesConfig(
+    return _transformers().BitsAndBytesConfig(
         load_in_4bit=True,
         bnb_4bit_quant_type="nf4",
         bnb_4bit_use_double_quant=True,
@@ -108,9 +120,8 @@ def load_backbone(spec: BackboneSpec, causal_lm: bool = False) -> nn.Module:
 
     Returns a peft model when `spec.lora` is set (base frozen, only `lora_` weights trainable), else the frozen model.
     """
-    from transformers import AutoModel, AutoModelForCausalLM
-
-    cls = AutoModelForCausalLM if causal_lm else AutoModel
+    transformers = _transformers()
+    cls = transformers.AutoModelForCausalLM if causal_lm else transformers.AutoModel
     model = cls.from_pretrained(
         spec.name_or_path,
         dtype=DTYPES[spec.dtype],
@@ -161,9 +172,9 @@ def sequence_classifier(body: nn.Module, score_weight: torch.Tensor, name_or_pat
     The config is the base model's `config.json` updated with `config_fields` (id2label, pad_token_id, ...). The wrapper
     is built on the meta device and takes `body` and the score by assignment, so no second copy of the weights exists.
     """
-    from transformers import AutoConfig, AutoModelForSequenceClassification
-
-    config = AutoConfig.from_pretrained(name_or_path)
+    transformers = _transformers()
+    AutoModelForSequenceClassification = transformers.AutoModelForSequenceClassification
+    config = transformers.AutoConfig.from_pretrained(name_or_path)
     config.update(config_fields)  # kwargs to from_pretrained would drop the custom fields (reward_slot)
     if config.num_labels != score_weight.shape[0]:
         raise ValueError(f"sequence_classifier: config has {config.num_labels} labels, the score weight {score_weight.shape[0]} rows")
@@ -203,9 +214,7 @@ def load_adapter_weights(model: nn.Module, directory: str) -> None:
 
 def load_sequence_classifier(directory: str) -> nn.Module:
     """An exported `AutoModelForSequenceClassification` directory (see `rlhf.export`), fp32, eval mode."""
-    from transformers import AutoModelForSequenceClassification
-
-    return AutoModelForSequenceClassification.from_pretrained(directory, dtype=torch.float32).eval()
+    return _transformers().AutoModelForSequenceClassification.from_pretrained(directory, dtype=torch.float32).eval()
 
 
 @contextmanager

@@ -9,8 +9,6 @@ bases other than 10000.
 
 from __future__ import annotations
 
-import argparse
-import json
 import math
 import os
 import struct
@@ -24,6 +22,7 @@ from safetensors.torch import save as safetensors_save
 from torch import Tensor
 
 from rlhf.atomic_write import write_bytes, write_json
+from rlhf.errors import ArgumentParser, run_main
 
 HEADER = struct.Struct("<7i")
 VERSIONED_MAGIC = 0x616B3432  # "ak42": llama2.c version >= 1 exports, not handled here
@@ -221,7 +220,7 @@ def convert_llama2c(
 
 
 def main(argv: list[str] | None = None) -> None:
-    parser = argparse.ArgumentParser(prog="python -m rlhf.models.llama2c", description=__doc__.splitlines()[0])
+    parser = ArgumentParser(prog="python -m rlhf.models.llama2c", description=__doc__.splitlines()[0])
     parser.add_argument("--model", default="data/tiny-llama/model.bin", help="llama2.c legacy checkpoint")
     parser.add_argument("--tokenizer", default="data/tiny-llama/tokenizer.model", help="SentencePiece model")
     parser.add_argument("--out", default="models/tiny-llama-hf", help="output directory (created)")
@@ -231,4 +230,4 @@ def main(argv: list[str] | None = None) -> None:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)

@@ -18,6 +18,7 @@ import time
 from dataclasses import asdict, replace
 from pathlib import Path
 
+from rlhf.errors import ArgumentParser, run_main
 from rlhf.study.variants import EXPO_ALPHAS, VARIANTS, Variant
 from rlhf.atomic_write import write_json, write_text
 
@@ -25,7 +26,7 @@ DEFAULT_MODEL = "models/tiny-llama-hf"
 
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
-    p = argparse.ArgumentParser(prog="python -m rlhf.study", description=__doc__.splitlines()[0])
+    p = ArgumentParser(prog="python -m rlhf.study", description=__doc__.splitlines()[0])
     p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (the world is fixed)")
     p.add_argument("--out", type=Path, default=Path("runs/study"), help="data, checkpoints and logs")
     p.add_argument("--results", type=Path, default=Path("docs/results/study"), help="results.json, study.md, study.png")
@@ -106,6 +107,7 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
         truth[split] = {"rows": rows, "pairs": truth_pairs(rows, read_rows(files[f"preference_{split}"]))}
     variants = _with_dependencies(args.variants)
     per_seed: dict[str, list[dict[str, float]]] = {v.name: [] for v in variants}
+    total, done, loop_start = len(args.seeds) * len(variants), 0, time.perf_counter()
     for seed in args.seeds:
         for v in variants:
             t0 = time.perf_counter()
@@ -118,7 +120,10 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
                 metrics = _evaluate(run_dir / "checkpoint", truth)
             metrics["seconds"] = round(time.perf_counter() - t0, 1)
             per_seed[v.name].append(metrics)
-            print(f"[study] seed {seed} {v.name}: truth acc {metrics['truth_accuracy']:.3f}, AUROC contested {metrics['auroc_contested']:.3f} ({metrics['seconds']} s)", flush=True)
+            done += 1
+            elapsed = time.perf_counter() - loop_start
+            print(f"[study {done}/{total}, {elapsed / 60:.1f} min, ETA {elapsed / done * (total - done) / 60:.1f} min] seed {seed} {v.name}: "
+                  f"truth acc {metrics['truth_accuracy']:.3f}, AUROC contested {metrics['auroc_contested']:.3f} ({metrics['seconds']} s)", flush=True)
     summary = summarise(per_seed)
     checks = orderings(summary)
     command = " ".join(["python -m rlhf.study", *map(shlex.quote, argv)])
@@ -144,4 +149,4 @@ def main(argv: list[str] | None = None) -> dict:
 
 
 if __name__ == "__main__":
-    main()
+    run_main(main)
