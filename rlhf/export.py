@@ -6,7 +6,8 @@
   (`rlhf.model_card`: Hub metadata header, base model, data and licence, loss, numbers, usage, config).
 - `export_adapter`: peft's adapter directory plus `reward_head.safetensors` and `rlhf_reward_model.json`;
   `load_exported_adapter` rebuilds the exact RewardModel from it.
-Left out: heads with a nonzero bias in the HF format (its score layer has none) and merging into nf4 weights.
+Left out: heads with a nonzero bias in the HF format (its score layer has none) and merging into dequantised nf4
+weights (an nf4-trained checkpoint's HF export merges into the original weights; its README says what that means).
 """
 
 from __future__ import annotations
@@ -187,7 +188,9 @@ def export_hf(checkpoint_dir: str | Path, out_dir: str | Path, dtype: Literal["f
         classifier.save_pretrained(out)
         tokenizer.save_pretrained(out)
         _copy_config(checkpoint_dir, out)
-        nf4 = "\nIt was trained on an nf4-quantised base; this export uses the unquantised weights." if spec.quantize == "nf4" else ""
+        nf4 = ("\nIt was trained on an nf4-quantised base, but the LoRA is merged into the ORIGINAL unquantised weights, not "
+               "their nf4-dequantised values that training saw: its rewards are not those of the trained model (they differ "
+               "by the effect of the quantisation error). The checkpoint or `--format adapter` give the trained rewards.") if spec.quantize == "nf4" else ""
         readme = HF_README.format(
             checkpoint=checkpoint_dir, base=spec.name_or_path, dtype=dtype, nf4_note=nf4, pad_token=tokenizer.pad_token,
             pad_id=tokenizer.pad_token_id, pad_note=pad_note,

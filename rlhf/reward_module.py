@@ -63,6 +63,14 @@ class MeanVarSpec:
     nll_baseline: bool = False
 
 
+def _lora_text(sig: tuple | None, other: tuple | None) -> str:
+    """"r=16, alpha=32" (plus the targets when they differ from `other`'s) of a `lora_signature`; "no LoRA" for None."""
+    if sig is None:
+        return "no LoRA"
+    targets = f", targets {list(sig[2])}" if other is None or sig[2] != other[2] else ""
+    return f"r={sig[0]}, alpha={sig[1]}{targets}"
+
+
 class RewardModelModule(LightningModule):
     """Reward-model training.
 
@@ -115,10 +123,10 @@ class RewardModelModule(LightningModule):
             _, head = specs_from_meta(meta)
             if head.n_out != self.head_spec.n_out:
                 raise ValueError(f"init_from {self.init_from} has a {head.n_out}-output head, this model {self.head_spec.n_out}")
-            own = dataclasses.asdict(self.backbone_spec)["lora"]
-            if lora_signature(meta["backbone"]["lora"]) != lora_signature(own):  # same shapes, other alpha: silently other weights
-                raise ValueError(f"init_from {self.init_from} holds LoRA (r, alpha, targets) {lora_signature(meta['backbone']['lora'])}, "
-                                 f"this model {lora_signature(own)}: set model.backbone.lora to match (an ExPO checkpoint has r and alpha doubled)")
+            theirs, ours = lora_signature(meta["backbone"]["lora"]), lora_signature(dataclasses.asdict(self.backbone_spec)["lora"])
+            if theirs != ours:  # other shapes fail on load; the same shapes with another alpha would silently be other weights
+                raise ValueError(f"init_from {self.init_from}: its LoRA has {_lora_text(theirs, ours)}, this model {_lora_text(ours, theirs)}; "
+                                 "set model.backbone.lora to match (an ExPO checkpoint has r and alpha doubled)")
             load_trained(self.model, self.init_from)
         if self.device_mesh is not None:  # ModelParallelStrategy: FSDP2 over the data-parallel ranks
             shard_model(self.model, self.device_mesh, DTYPES[self.backbone_spec.dtype])

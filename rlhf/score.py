@@ -119,6 +119,7 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
     p.add_argument("--on-bad-row", default="error", choices=["error", "skip"], help="stop at the first malformed row, or skip and count them")
     p.add_argument("--overwrite", action="store_true", help="replace --output if it exists (default: refuse)")
     args = p.parse_args(argv)
+    refuse_overwriting_input(args.output, args.input)  # first: an output that is the input exists, and must not be --overwritten
     refuse_to_replace(args.output, args.overwrite, "scores")
     summary = score_file(args.model, args.input, args.output, args.batch_size, args.packing, args.format, args.strength_field, args.on_bad_row)
     print(json.dumps(summary, indent=2))

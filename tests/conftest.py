@@ -50,6 +50,14 @@ def tiny_llama_dir(tmp_path_factory) -> Path:
 
 
 @pytest.fixture(scope="session")
+def real_tiny_llama(tmp_path_factory) -> Path:
+    """The shipped pretrained TinyStories Llama (llama2.c) converted to HF format: peaked next-token distributions."""
+    from rlhf.models.llama2c import convert_llama2c
+
+    return convert_llama2c(REPO / "data/tiny-llama/model.bin", REPO / "data/tiny-llama/tokenizer.model", tmp_path_factory.mktemp("tiny-real"))
+
+
+@pytest.fixture(scope="session")
 def synthetic_dir(tmp_path_factory) -> Path:
     """The generated HelpSteer2-format sample data (small)."""
     from rlhf.data.synthetic import generate

@@ -233,8 +233,8 @@ BAD_INPUTS: list[tuple[str, str, str, Trigger]] = [
      "has shape (16, 64), the model expects (16, 128)",
      lambda e: _rm(e, f"--model.init_from={e.rm}", f"--model.backbone.name_or_path={_other_backbone(e)}")),
     ("`init_from` a checkpoint with another LoRA rank", "ValueError",
-     "<tmp>/rm/checkpoint/model.safetensors: tensor 'backbone.base_model.model.layers.0.mlp.down_proj.lora_A.default.weight' "
-     "has shape (16, 64), the model expects (4, 64)",
+     "init_from <tmp>/rm/checkpoint: its LoRA has r=16, alpha=32, this model r=4, alpha=32; set model.backbone.lora to match "
+     "(an ExPO checkpoint has r and alpha doubled)",
      lambda e: _rm(e, f"--model.init_from={e.rm}", "--model.backbone.lora.r=4")),
     ("Checkpoint directory that does not exist", "FileNotFoundError",
      "no checkpoint at <tmp>/missing (expected a directory holding model.safetensors)",

@@ -81,7 +81,7 @@ def test_init_from_an_expo_checkpoint(trained, tiny_llama_dir, synthetic_dir, tm
     own = dict(cli.model.model.named_parameters())
     assert all(torch.equal(own[k], v) for k, v in saved.items())
     cli = reward_main(base, run=False)  # rank 16 again: same LoRA keys, other shapes and scale
-    with pytest.raises(ValueError, match=r"holds LoRA \(r, alpha, targets\) \(32, 64,.*set model.backbone.lora to match"):
+    with pytest.raises(ValueError, match=r"its LoRA has r=32, alpha=64, this model r=16, alpha=32; set model.backbone.lora to match"):
         cli.model.configure_model()
 
 

@@ -24,7 +24,6 @@ from rlhf.data.prompts import PromptDataModule
 from rlhf.data.templates import TemplateSpec, render
 from rlhf.models.backbone import BackboneSpec, LoraSpec, load_tokenizer
 from rlhf.models.heads import HeadSpec
-from rlhf.models.llama2c import convert_llama2c
 from rlhf.models.policy import GenerationSpec
 from rlhf.models.reward_model import build_reward_model
 from rlhf.reinforce_module import ObjectiveSpec, ReinforceModule
@@ -57,12 +56,6 @@ def rm_checkpoint(tiny_llama_dir, tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("rm") / "checkpoint"
     save_trained(out, trained_state_dict(model), {"backbone": dataclasses.asdict(backbone), "head": dataclasses.asdict(head)}, config)
     return out
-
-
-@pytest.fixture(scope="module")
-def real_tiny_llama(tmp_path_factory) -> Path:
-    """The shipped pretrained TinyStories Llama (llama2.c) converted to HF format."""
-    return convert_llama2c(REPO / "data/tiny-llama/model.bin", REPO / "data/tiny-llama/tokenizer.model", tmp_path_factory.mktemp("tiny-real"))
 
 
 def test_reward_model_scores_text_in_its_own_template(rm_checkpoint, tiny_llama_dir):

@@ -91,8 +91,12 @@ def test_dpo_loss_and_gradients_equal_trl_dpo_trainer(tiny_llama_dir, tmp_path):
     rows = [{"prompt_ids": p, "chosen_ids": c, "rejected_ids": r} for p, c, r in DPO_ROWS]
     config = trl.DPOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, beta=0.5, loss_type=["sigmoid"], max_length=None,
                            disable_tqdm=True, gradient_checkpointing=False, precompute_ref_log_probs=False)
-    trainer = trl.DPOTrainer(model=module.model, args=config, train_dataset=Dataset.from_list(rows), processing_class=load_tokenizer(str(tiny_llama_dir)))
-    assert trainer.ref_model is None  # TRL's reference is the same peft model with its adapter disabled, as ours
+    text = Dataset.from_list([{"prompt": "a", "chosen": "b", "rejected": "c"}])  # TRL tokenises text at init; we collate ids
+    trainer = trl.DPOTrainer(model=module.model, args=config, train_dataset=text, processing_class=load_tokenizer(str(tiny_llama_dir)))
+    # Given a model that already has an adapter, TRL copies it as a "ref" adapter (reference = the adapter as given);
+    # ours is the base model. Deleting the copy makes TRL disable the adapters for the reference, as for a new adapter.
+    assert trainer.ref_model is None and "ref" in trainer.model.peft_config
+    trainer.model.delete_adapter("ref")
     theirs = trainer.compute_loss(trainer.model, trainer.data_collator(rows))
     theirs.backward()
     theirs_grads = _grads(module.model)
@@ -102,3 +106,39 @@ def test_dpo_loss_and_gradients_equal_trl_dpo_trainer(tiny_llama_dir, tmp_path):
     for name, grad in ours_grads.items():
         assert grad.abs().max() > 0, name
         assert_close(grad, theirs_grads[name], msg=lambda m, name=name: f"{name}: {m}")
+
+
+REWARDS = [0.5, -1.0, 2.0, 0.25, 3.0, 3.0, -2.0, 1.0]  # 2 prompts × K = 4, prompt-major
+
+
+def test_rloo_advantages_equal_trl_rloo_trainer(tiny_llama_dir, tmp_path):
+    from datasets import Dataset
+
+    from rlhf.advantages import rloo_advantages
+
+    calls: list[int] = []
+
+    def reward(prompts, completions, **kwargs):  # the fixed rewards, in TRL's completion order; None = unscorable
+        calls.append(len(completions))
+        return [None if i in unscorable else REWARDS[i] for i in range(len(completions))]
+
+    config = trl.RLOOConfig(output_dir=str(tmp_path), report_to=[], use_cpu=True, per_device_train_batch_size=8, num_generations=4,
+                            max_completion_length=3, beta=0.0, normalize_advantages=False, disable_tqdm=True, gradient_checkpointing=False)
+    trainer = trl.RLOOTrainer(model=str(tiny_llama_dir), reward_funcs=reward, args=config,
+                              train_dataset=Dataset.from_dict({"prompt": ["Once", "Hi"]}), processing_class=load_tokenizer(str(tiny_llama_dir)))
+    inputs = [{"prompt": "Once"}] * 4 + [{"prompt": "Hi"}] * 4
+    rewards, every = torch.tensor(REWARDS), torch.ones(8, dtype=torch.bool)
+    unscorable: set[int] = set()
+    theirs = trainer._generate_and_score_completions(inputs)["advantages"]
+    assert calls == [8]
+    assert_close(rloo_advantages(rewards, every, 4), theirs)
+
+    # Differs on purpose: our default leaves samples that did not end (no EOS) out of every baseline and gives them
+    # A = 0 (NeMo-Aligner's rule; a cut-off answer is not scored as a finished one). TRL counts them like the others
+    # unless mask_truncated_completions is set. TRL's unscorable completions (reward None) get exactly our treatment:
+    unscorable = {1, 6}
+    ended = torch.tensor([i not in unscorable for i in range(8)])
+    theirs_masked = trainer._generate_and_score_completions(inputs)["advantages"]
+    ours_masked = rloo_advantages(rewards, ended, 4)
+    assert_close(ours_masked, theirs_masked)
+    assert (ours_masked - rloo_advantages(rewards, every, 4)).abs().max() > 0.1  # and it is a real difference
