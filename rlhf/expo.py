@@ -21,7 +21,7 @@ from lightning.pytorch import Callback, LightningModule, Trainer
 from safetensors.torch import load_file
 from torch import Tensor
 
-from rlhf.checkpoint import load_trained_state, read_meta, save_trained, trained_state_dict, weights_path
+from rlhf.checkpoint import CONFIG_NAME, load_trained_state, read_meta, save_trained, trained_state_dict, weights_path
 
 Convention = Literal["expo", "total"]
 
@@ -71,10 +71,12 @@ class ExpoCheckpoint(Callback):
 
 
 def extrapolate_checkpoints(weak: str, strong: str, out: str, alpha: float, convention: Convention = "expo") -> Path:
-    """File-level ExPO: read two checkpoints of this repo, write the extrapolated one with the strong one's metadata."""
+    """File-level ExPO: read two checkpoints of this repo, write the extrapolated one with the strong one's metadata
+    and config.yaml (so it is scored with the strong model's template and max_length, not the defaults)."""
     meta = {**read_meta(strong), "expo": {"weak": weak, "alpha": alpha, "convention": convention}}
     merged = extrapolate(load_file(str(weights_path(weak))), load_file(str(weights_path(strong))), alpha, convention)
-    return save_trained(out, merged, meta)
+    config = Path(strong) / CONFIG_NAME
+    return save_trained(out, merged, meta, config.read_text() if config.is_file() else None)
 
 
 def extrapolated_scorers(weak: str, strong: str, alphas: Sequence[float], convention: Convention = "expo") -> Iterator[tuple[float, Any, Any, Any]]:
