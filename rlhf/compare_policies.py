@@ -100,7 +100,7 @@ def compare(args: argparse.Namespace) -> list[dict[str, Any]]:
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--reward", required=True, help="reward-model checkpoint or export (RewardModelScore)")
-    p.add_argument("--prompts", required=True, help="JSONL/Parquet with a 'prompt' field (held-out prompts)")
+    p.add_argument("--prompts", required=True, help="JSONL/Parquet of held-out prompts: a 'prompt' field, 'messages', or pairs in any rlhf.data.formats format")
     p.add_argument("--policy", action="append", default=[], metavar="NAME=PATH", help="a LoRA policy checkpoint (repeatable)")
     p.add_argument("--base", default="models/tiny-llama-hf", help="base causal LM (the policies' backbone)")
     p.add_argument("--split", default="val", help="keep rows of this split (rows without a split field are kept)")

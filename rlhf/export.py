@@ -2,7 +2,8 @@
 
 - `export_hf`: rebuild the RM in float32, merge LoRA into the base weights and write a `save_pretrained` directory
   that `AutoModelForSequenceClassification` loads as `LlamaForSequenceClassification` (score = our head, id2label =
-  the head's attributes, `config.reward_slot`), with the tokenizer, the training config.yaml and a README.
+  the head's attributes, `config.reward_slot`), with the tokenizer, the training config.yaml and a model card
+  (`rlhf.model_card`: Hub metadata header, base model, data and licence, loss, numbers, usage, config).
 - `export_adapter`: peft's adapter directory plus `reward_head.safetensors` and `rlhf_reward_model.json`;
   `load_exported_adapter` rebuilds the exact RewardModel from it.
 Left out: heads with a nonzero bias in the HF format (its score layer has none) and merging into nf4 weights.
@@ -27,6 +28,7 @@ from rlhf.models.backbone import (
     DTYPES, BackboneSpec, load_adapter_weights, load_tokenizer, merge_lora, save_adapter, sequence_classifier,
 )
 from rlhf.models.heads import HEAD_LAYOUTS, HeadSpec
+from rlhf.model_card import model_card
 from rlhf.models.reward_model import RewardModel, build_reward_model
 
 HEAD_FILE = "reward_head.safetensors"
@@ -76,6 +78,8 @@ def _copy_config(checkpoint_dir: str | Path, out: Path) -> None:
 
 
 HF_README = """# Reward model: LlamaForSequenceClassification export
+
+## How to score
 
 Exported by `python -m rlhf.export` from `{checkpoint}` (base `{base}`). LoRA was merged into the base weights in
 float32; weights are saved as {dtype}. `config.yaml` is the full training config.{nf4_note}
@@ -144,7 +148,7 @@ def _export_pad(tokenizer) -> str:
 
 
 def export_hf(checkpoint_dir: str | Path, out_dir: str | Path, dtype: Literal["float32", "bfloat16", "float16"] = "float32",
-              name_or_path: str | None = None) -> Path:
+              name_or_path: str | None = None, license: str = "other", base_model_id: str | None = None) -> Path:
     """Write a merged `LlamaForSequenceClassification` directory (weights, config, tokenizer, config.yaml, README.md).
 
     Args:
@@ -152,6 +156,8 @@ def export_hf(checkpoint_dir: str | Path, out_dir: str | Path, dtype: Literal["f
         out_dir: the export directory (created; files in it are overwritten).
         dtype: dtype of the saved weights; the merge itself is always float32.
         name_or_path: the base model's location if it moved since training.
+        license: the model card's `license` (a Hub licence id, e.g. llama3.1, apache-2.0).
+        base_model_id: the card's `base_model` (a Hub id) when the backbone was a local path.
     """
     _check_no_bias(checkpoint_dir)
     model, spec, head_spec = _rebuild(checkpoint_dir, name_or_path, dtype="float32", quantize="none", attn_implementation="sdpa")
@@ -177,7 +183,8 @@ def export_hf(checkpoint_dir: str | Path, out_dir: str | Path, dtype: Literal["f
         slot=model.reward_slot, attribute=attributes[model.reward_slot], n_out=head_spec.n_out,
         attributes=", ".join(attributes), template=_template(checkpoint_dir),
     )
-    (out / "README.md").write_text(readme)
+    card = model_card(checkpoint_dir, readme, base_model_id or spec.name_or_path, list(attributes), license)
+    (out / "README.md").write_text(card)
     return out
 
 
@@ -236,9 +243,11 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--format", choices=["hf", "adapter"], default="hf", help="merged HF classifier, or peft adapter + head")
     parser.add_argument("--dtype", choices=sorted(DTYPES), default=None, help="saved weight dtype, hf format only (default float32)")
     parser.add_argument("--base", default=None, help="base model location, if it moved since training")
+    parser.add_argument("--license", default="other", help="hf format: the model card's licence id (default other)")
+    parser.add_argument("--base-model-id", default=None, help="hf format: the card's base_model Hub id, if the base was a local path")
     args = parser.parse_args(argv)
     if args.format == "hf":
-        out = export_hf(args.checkpoint, args.out, args.dtype or "float32", args.base)
+        out = export_hf(args.checkpoint, args.out, args.dtype or "float32", args.base, args.license, args.base_model_id)
     elif args.dtype is not None:
         parser.error("--dtype applies to --format hf only (an adapter keeps the trained dtypes)")
     else:

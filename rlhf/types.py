@@ -40,13 +40,14 @@ class PreferencePair:
         prompt: the user turn(s); multi-turn prompts keep the HelpSteer2 `<extra_id_1>` separators.
         chosen: the preferred final assistant turn.
         rejected: the other final assistant turn.
-        magnitude: m = |preference_strength| in {1, 2, 3}; 0-strength pairs never become a PreferencePair.
+        magnitude: m = |preference_strength| in {1, 2, 3} for HelpSteer2; any m > 0 from another format's
+            strength/margin column (1 without one). 0-strength pairs (ties) never become a PreferencePair.
     """
 
     prompt: str
     chosen: str
     rejected: str
-    magnitude: int
+    magnitude: float
 
 
 @dataclass(frozen=True)

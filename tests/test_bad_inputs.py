@@ -195,6 +195,14 @@ BAD_INPUTS: list[tuple[str, str, str, Trigger]] = [
     ("`--ckpt_path` of a run with another head size", "ValueError",
      "resume.ckpt: tensor 'model.head.linear.weight' has shape (1, 32), the model expects (5, 32)",
      lambda e: _resume(e, e.rm, "--model.head.n_out=5")),
+    # pair formats (rlhf.data.formats)
+    ("hh-rlhf pair whose transcripts differ before the last reply", "BadRowError",
+     "<tmp>/hh.jsonl, line 1, field 'rejected': mismatched shared turns: turn 1 differs from 'chosen' (1 vs 1 turns before the last reply)",
+     lambda e: _pairs(e, _jsonl(e, "hh.jsonl", [{"chosen": "\n\nHuman: Hi\n\nAssistant: Hello", "rejected": "\n\nHuman: Hey\n\nAssistant: Go"}]))),
+    ("Conversational message with an unknown role", "BadRowError",
+     "<tmp>/c.jsonl, line 1, field 'chosen[1].role': unknown role 'bot'; expected 'user' or 'assistant'",
+     lambda e: _pairs(e, _jsonl(e, "c.jsonl", [{"chosen": [{"role": "user", "content": "Hi"}, {"role": "bot", "content": "A"}],
+                                               "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "B"}]}]))),
 ]
 
 

@@ -1,4 +1,4 @@
-"""Every reward-model YAML (configs/reward, configs/demo, configs/study) parses with train.py's CLI and prints its resolved config.
+"""Every reward-model YAML (configs/reward, configs/demo, configs/study, configs/formats) parses with train.py's CLI and prints its resolved config.
 
 configs/align/*.yaml belong to align.py (tests/test_align_configs.py), configs/sweeps/*.yaml to tests/test_sweeps.py,
 configs/dpo to tests/test_dpo_configs.py and configs/scale (70B, 8 GPUs) to tests/test_scale_configs.py; together
@@ -16,11 +16,11 @@ from tests.cli_output import printed_config
 
 REPO = Path(__file__).resolve().parents[1]
 ALL_CONFIGS = sorted(p.relative_to(REPO) for p in (REPO / "configs").rglob("*.yaml"))
-CONFIGS = [c for c in ALL_CONFIGS if c.parts[1] in ("reward", "demo", "study")]
+CONFIGS = [c for c in ALL_CONFIGS if c.parts[1] in ("reward", "demo", "study", "formats")]
 
 
 def test_every_config_belongs_to_an_entry_point():
-    assert {c.parts[1] for c in ALL_CONFIGS} <= {"reward", "demo", "study", "align", "dpo", "sweeps", "scale"}  # sweeps: tests/test_sweeps.py
+    assert {c.parts[1] for c in ALL_CONFIGS} <= {"reward", "demo", "study", "formats", "align", "dpo", "sweeps", "scale"}  # sweeps: tests/test_sweeps.py
 
 
 def test_configs_exist():

@@ -82,7 +82,8 @@ def test_hf_export_matches_reward_model(n_out, checkpoints, tiny_llama_dir, tmp_
     assert torch.equal(hf.score.weight, ours.head.linear.weight)
     assert [tokenizer(t)["input_ids"] for t in TEXTS] == [AutoTokenizer.from_pretrained(tiny_llama_dir)(t)["input_ids"] for t in TEXTS]
     assert {"config.yaml", "README.md", "tokenizer_config.json"} <= {p.name for p in out.iterdir()}
-    assert "logits[:, 0]" in (out / "README.md").read_text()
+    card = (out / "README.md").read_text()
+    assert "logits[:, 0]" in card and card.startswith("---\nlicense: other\nbase_model: ")  # the model card's Hub header
 
     ids, mask = _batch(tokenizer)
     batch = tokenizer(TEXTS, padding=True, return_tensors="pt")

@@ -110,8 +110,7 @@ BAD_PREFERENCES = [
      "field 'preference_strength': missing"),
     ("empty prompt", {**PAIR, "prompt": ""},
      "field 'prompt': expected a non-empty string, got an empty or whitespace-only string"),
-    ("whitespace-only response", {**PAIR, "response_1": " \n\t"},
-     "field 'response_1': expected a non-empty string, got an empty or whitespace-only string"),
+    ("list response", {**PAIR, "response_1": ["a"]}, "field 'response_1': expected a string, got list"),
     ("list prompt", {**PAIR, "prompt": ["a"]}, "field 'prompt': expected a non-empty string, got a list"),
     ("null prompt", {**PAIR, "prompt": None}, "field 'prompt': missing"),
     ("bad raw strength", {**PAIR, "preference_strength": None,
@@ -133,9 +132,17 @@ BAD_RATINGS = [
      "field 'complexity': expected an integer in 0..4, got a bool False"),
     ("bad list rating", {**RATING, "helpfulness": [3, 4, 9]},
      "field 'helpfulness[2]': expected an integer in 0..4, got 9"),
-    ("whitespace-only response", {**RATING, "response": "  "},
-     "field 'response': expected a non-empty string, got an empty or whitespace-only string"),
+    ("null response", {**RATING, "response": None}, "field 'response': missing"),
 ]
+
+
+def test_empty_responses_are_kept_and_counted(tmp_path: Path) -> None:
+    """An empty reply is a real response (policies produce them): kept, and counted in the summary."""
+    pairs, stats = load_preference_pairs(write_jsonl(tmp_path / "p.jsonl", [{**PAIR, "response_1": ""}, {**PAIR, "response_2": " \n"}, PAIR]))
+    assert [(p.chosen, p.rejected) for p in pairs] == [("", "B"), ("A", " \n"), ("A", "B")]
+    assert stats.empty_responses == 2 and "2 empty responses (kept)" in stats.summary()
+    examples, stats = load_rating_examples(write_jsonl(tmp_path / "r.jsonl", [{**RATING, "response": ""}]), helpfulness_only=False)
+    assert examples[0].response == "" and stats.empty_responses == 1
 
 
 @pytest.mark.parametrize(("kind", "row", "message"), BAD_PREFERENCES, ids=[c[0] for c in BAD_PREFERENCES])

@@ -26,7 +26,7 @@ class EncodedPair:
 
     chosen_ids: list[int]
     rejected_ids: list[int]
-    magnitude: int
+    magnitude: float
 
 
 @dataclass(frozen=True)

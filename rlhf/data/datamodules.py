@@ -1,7 +1,8 @@
-"""Lightning data modules for reward-model training: HelpSteer2-Preference pairs and HelpSteer2 ratings.
+"""Lightning data modules for reward-model training: preference pairs and HelpSteer2 ratings.
 
 Rows come from local JSONL/Parquet files or, with network, from the hub (`nvidia/HelpSteer2`; the preference
-data's `split` column gives train/val). Examples are rendered with the configured template, tokenised once in
+data's `split` column gives train/val). Pair files may be in any format of `rlhf.data.formats` (HelpSteer2, TRL
+standard or conversational, hh-rlhf transcripts); `format: auto` detects it and logs which and why. Examples are rendered with the configured template, tokenised once in
 `setup`, and over-length examples are handled by the explicit policy in `rlhf.data.encode`; the counts are logged.
 Validation never drops an example: it uses the "truncate" rule. The training order is a pure function of a seed and
 the epoch, and the data module's state (in resume checkpoints) says how many batches of the epoch were trained on, so
@@ -22,6 +23,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from rlhf.data import helpsteer2
+from rlhf.data.formats import PreferenceFormat, load_pairs
 from rlhf.data.collate import PACKED_COLLATE, EncodedPair, EncodedRating, PaddingSide, collate_preferences, collate_ratings
 from rlhf.data.encode import EncodeStats, Encoder
 from rlhf.data.templates import TemplateSpec
@@ -154,7 +156,7 @@ def _encode_ratings(encoder: Encoder, rows: list[RatingExample], policy: str, st
 
 
 class PreferenceDataModule(TokenizedDataModule):
-    """HelpSteer2-Preference pairs → `PreferenceBatch` (chosen rows over rejected rows).
+    """Preference pairs (HelpSteer2-Preference, TRL, hh-rlhf) → `PreferenceBatch` (chosen rows over rejected rows).
 
     Args:
         train_path: local JSONL/Parquet of preference rows; ignored when hub_id is set.
@@ -166,11 +168,17 @@ class PreferenceDataModule(TokenizedDataModule):
         overlength: training rule for over-length pairs: "drop" (default) or "truncate_prompt" (from the left).
         loader: batch sizes, shuffling, workers, padding side.
         on_bad_row: "error" stops at the first malformed row; "skip" skips and counts them.
+        format: the pair format ("auto" detects it from the first row and logs why; see rlhf.data.formats).
+        strength_field: the magnitude column of non-HelpSteer2 formats (None: preference_strength or margin if
+            present, else 1); magnitude-0 pairs are ties, dropped and counted.
+        split_values: the values of the rows' `split` column kept for (train, val), e.g. [train, test], when both
+            splits live in one file; None reads every row of each file.
     """
 
-    def __init__(self, train_path: str | None = None, val_path: str | None = None, hub_id: str | None = None, tokenizer: str | None = None, template: TemplateSpec = TemplateSpec(), max_length: int = 4096, overlength: Literal["drop", "truncate_prompt"] = "drop", loader: LoaderSpec = LoaderSpec(), on_bad_row: Literal["error", "skip"] = "error"):
+    def __init__(self, train_path: str | None = None, val_path: str | None = None, hub_id: str | None = None, tokenizer: str | None = None, template: TemplateSpec = TemplateSpec(), max_length: int = 4096, overlength: Literal["drop", "truncate_prompt"] = "drop", loader: LoaderSpec = LoaderSpec(), on_bad_row: Literal["error", "skip"] = "error", format: PreferenceFormat = "auto", strength_field: str | None = None, split_values: tuple[str, str] | None = None):
         super().__init__(tokenizer, template, max_length, overlength, loader, on_bad_row)
         self.train_path, self.val_path, self.hub_id = train_path, val_path, hub_id
+        self.format, self.strength_field, self.split_values = format, strength_field, split_values
 
     def _source(self, split: Literal["train", "val"]):
         if self.hub_id:
@@ -182,11 +190,17 @@ class PreferenceDataModule(TokenizedDataModule):
 
     collate = staticmethod(collate_preferences)
 
+    def _pairs(self, split: Literal["train", "val"]) -> tuple[list[PreferencePair], str]:
+        """The split's pairs and the load summary (format detected and why, counts) for the log."""
+        keep = None if self.split_values is None or self.hub_id else self.split_values[split == "val"]
+        pairs, load_stats, detected = load_pairs(self._source(split), self.format, self.strength_field, self.on_bad_row, keep)
+        return pairs, f"{detected.describe()}; {load_stats.summary()}"
+
     def _load_split(self, encoder: Encoder, split: Literal["train", "val"]) -> list[EncodedPair]:
-        pairs, load_stats = helpsteer2.load_preference_pairs(self._source(split), on_bad_row=self.on_bad_row)
+        pairs, summary = self._pairs(split)
         stats = EncodeStats()
         encoded = _encode_pairs(encoder, pairs, self._policy(split), stats)
-        self._report(f"preference/{split}", stats, load_stats.summary())
+        self._report(f"preference/{split}", stats, summary)
         return encoded
 
 
@@ -232,8 +246,8 @@ class RatingDataModule(TokenizedDataModule):
     def _extra_val(self, encoder: Encoder) -> None:
         if not self.val_pairs_path:
             return
-        pairs, load_stats = helpsteer2.load_preference_pairs(self.val_pairs_path, on_bad_row=self.on_bad_row)
+        pairs, load_stats, detected = load_pairs(self.val_pairs_path, on_bad_row=self.on_bad_row)
         stats = EncodeStats()
         self._val.append(_encode_pairs(encoder, pairs, "truncate", stats))
-        self._report("preference/val", stats, load_stats.summary())
+        self._report("preference/val", stats, f"{detected.describe()}; {load_stats.summary()}")
         self._collate_fns.append(collate_preferences)

@@ -1,4 +1,4 @@
-"""HelpSteer2-Preference pairs for DPO: each sequence is what the policy would generate, with its response marked.
+"""Preference pairs (any format of `rlhf.data.formats`) for DPO: each sequence is what the policy would generate, with its response marked.
 
 A sequence is the prompt rendered up to the assistant turn (`rlhf.data.prompts.render_prompt`, exactly what
 REINFORCE and the comparison sample from) + the response text + EOS, so DPO trains the ending the sampler stops at.
@@ -14,23 +14,13 @@ from typing import Literal, Sequence
 
 import torch
 
-from rlhf.data import helpsteer2
 from rlhf.data.collate import PaddingSide, pad
 from rlhf.data.datamodules import LoaderSpec, PreferenceDataModule
 from rlhf.data.encode import EncodeStats, Encoder
+from rlhf.data.formats import PreferenceFormat, common_prefix
 from rlhf.data.prompts import render_prompt
 from rlhf.data.templates import TemplateSpec
 from rlhf.types import DPOBatch, PreferencePair
-
-
-def common_prefix(a: Sequence[int], b: Sequence[int]) -> int:
-    """Length of the longest common prefix of two id lists."""
-    n = 0
-    for x, y in zip(a, b):
-        if x != y:
-            break
-        n += 1
-    return n
 
 
 class DPOEncoder(Encoder):
@@ -63,7 +53,7 @@ class EncodedDPOPair:
     rejected_ids: list[int]
     chosen_start: int
     rejected_start: int
-    magnitude: int
+    magnitude: float
 
 
 def encode_dpo_pairs(encoder: DPOEncoder, pairs: list[PreferencePair], policy: str, stats: EncodeStats) -> list[EncodedDPOPair]:
@@ -88,7 +78,7 @@ def collate_dpo(items: Sequence[EncodedDPOPair], pad_id: int, side: PaddingSide 
 
 
 class DPODataModule(PreferenceDataModule):
-    """HelpSteer2-Preference pairs → `DPOBatch` (same sources and options as `PreferenceDataModule`).
+    """Preference pairs → `DPOBatch` (same sources, formats and options as `PreferenceDataModule`).
 
     Args:
         train_path: local JSONL/Parquet of preference rows; ignored when hub_id is set.
@@ -100,10 +90,15 @@ class DPODataModule(PreferenceDataModule):
         overlength: training rule for over-length pairs: "drop" (default) or "truncate_prompt" (from the left).
         loader: batch sizes (pairs), shuffling, workers, padding side.
         on_bad_row: "error" stops at the first malformed row; "skip" skips and counts them.
+        format: the pair format ("auto" detects it from the first row and logs why; see rlhf.data.formats).
+        strength_field: the magnitude column of non-HelpSteer2 formats (None: preference_strength or margin if
+            present, else 1); magnitude-0 pairs are ties, dropped and counted.
+        split_values: the values of the rows' `split` column kept for (train, val), e.g. [train, test], when both
+            splits live in one file; None reads every row of each file.
     """
 
-    def __init__(self, train_path: str | None = None, val_path: str | None = None, hub_id: str | None = None, tokenizer: str | None = None, template: TemplateSpec = TemplateSpec(), max_length: int = 4096, overlength: Literal["drop", "truncate_prompt"] = "drop", loader: LoaderSpec = LoaderSpec(), on_bad_row: Literal["error", "skip"] = "error"):
-        super().__init__(train_path, val_path, hub_id, tokenizer, template, max_length, overlength, loader, on_bad_row)
+    def __init__(self, train_path: str | None = None, val_path: str | None = None, hub_id: str | None = None, tokenizer: str | None = None, template: TemplateSpec = TemplateSpec(), max_length: int = 4096, overlength: Literal["drop", "truncate_prompt"] = "drop", loader: LoaderSpec = LoaderSpec(), on_bad_row: Literal["error", "skip"] = "error", format: PreferenceFormat = "auto", strength_field: str | None = None, split_values: tuple[str, str] | None = None):
+        super().__init__(train_path, val_path, hub_id, tokenizer, template, max_length, overlength, loader, on_bad_row, format, strength_field, split_values)
 
     collate = staticmethod(collate_dpo)
 
@@ -112,8 +107,8 @@ class DPODataModule(PreferenceDataModule):
         return DPOEncoder(base.tokenizer, self.template, self.max_length)
 
     def _load_split(self, encoder: Encoder, split: Literal["train", "val"]) -> list[EncodedDPOPair]:
-        pairs, load_stats = helpsteer2.load_preference_pairs(self._source(split), on_bad_row=self.on_bad_row)
+        pairs, summary = self._pairs(split)
         stats = EncodeStats()
         encoded = encode_dpo_pairs(encoder, pairs, self._policy(split), stats)  # type: ignore[arg-type]
-        self._report(f"dpo/{split}", stats, load_stats.summary())
+        self._report(f"dpo/{split}", stats, summary)
         return encoded

@@ -3,18 +3,21 @@
 Pair convention (NeMo-Aligner bt_loss_func): strength < 0 -> response_1 chosen, > 0 -> response_2 chosen,
 magnitude m = |strength|. Strength-0 pairs, and pairs whose raw annotations fail aggregation (spread > 2 or
 no valid annotation), are dropped and counted, never turned into m=0 pairs. Files and Hub rows share one
-parser. Left out: the justification texts, the `disagreements` subset's 2-label QA rules, multi-turn
+parser; other pair formats (TRL, hh-rlhf) reuse `parse_preference_rows` through `rlhf.data.formats`. An empty
+response is a real one: kept, and counted in `LoadStats.empty_responses`; an empty prompt is an error. Rating rows
+may also be conversational: `messages` (ending with the rated assistant reply) plus the attribute columns. Left out: the justification texts, the `disagreements` subset's 2-label QA rules, multi-turn
 splitting (that is `rlhf.data.templates`), tokenisation and length filtering (the data module's job).
 """
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
 from rlhf.data.aggregation import NEITHER_VALID, aggregate_ratings, aggregate_strengths
+from rlhf.data.messages import require_response, response_texts
 from rlhf.data.rows import (
     BadRowError,
     Row,
@@ -47,6 +50,7 @@ class LoadStats:
         skipped_bad: malformed rows skipped (only with on_bad_row="skip").
         dropped_zero_strength: preference rows whose strength is 0.
         dropped_spread: preference rows whose raw annotations have spread > 2 or no valid annotation.
+        empty_responses: empty or whitespace-only responses among the kept examples (kept and scored as they are).
     """
 
     rows: int = 0
@@ -54,11 +58,13 @@ class LoadStats:
     skipped_bad: int = 0
     dropped_zero_strength: int = 0
     dropped_spread: int = 0
+    empty_responses: int = 0
 
     def summary(self) -> str:
         return (
             f"{self.rows} rows: kept {self.kept}, skipped {self.skipped_bad} bad, dropped "
-            f"{self.dropped_zero_strength} zero-strength and {self.dropped_spread} high-spread"
+            f"{self.dropped_zero_strength} zero-strength and {self.dropped_spread} high-spread; "
+            f"{self.empty_responses} empty responses (kept)"
         )
 
 
@@ -97,8 +103,8 @@ def preference_row_outcome(row: Row) -> PreferencePair | DropReason:
         BadRowError: a field is missing, of the wrong type, or out of range.
     """
     prompt = require_text(row, "prompt")
-    response_1 = require_text(row, "response_1")
-    response_2 = require_text(row, "response_2")
+    response_1 = require_response(row, "response_1")
+    response_2 = require_response(row, "response_2")
     strength = _strength(row)
     if strength is None:
         return "spread"
@@ -123,13 +129,13 @@ def _rating(row: Row, name: str) -> int:
 
 
 def parse_rating_row(row: Row, helpfulness_only: bool) -> RatingExample:
-    """Parse one HelpSteer2 ratings row; helpfulness-only mode needs and trains only `helpfulness`.
+    """Parse one ratings row, `{prompt, response, <attributes>}` or conversational `{messages, <attributes>}` (the
+    last message is the rated assistant reply); helpfulness-only mode needs and trains only `helpfulness`.
 
     Raises:
         BadRowError: a field is missing, of the wrong type, or out of range.
     """
-    prompt = require_text(row, "prompt")
-    response = require_text(row, "response")
+    prompt, response = response_texts(row)
     names = HS2_ATTRIBUTES[:1] if helpfulness_only else HS2_ATTRIBUTES
     values = {name: float(_rating(row, name)) for name in names}
     labels = tuple(values.get(name, 0.0) for name in HS2_ATTRIBUTES)
@@ -152,14 +158,20 @@ def _with_unreadable(stats: LoadStats, unreadable: int) -> LoadStats:
     return stats
 
 
+def _empty(*texts: str) -> int:
+    return sum(not t.strip() for t in texts)
+
+
 def parse_preference_rows(
-    rows: Sequence[Row], on_bad_row: OnBadRow = "error"
+    rows: Sequence[Row], on_bad_row: OnBadRow = "error",
+    row_outcome: Callable[[Row], PreferencePair | DropReason] = preference_row_outcome,
 ) -> tuple[list[PreferencePair], LoadStats]:
-    """Parse rows into pairs; with "skip" bad rows are counted, with "error" the first one raises."""
+    """Parse rows into pairs with `row_outcome` (a HelpSteer2 row by default); with "skip" bad rows are counted,
+    with "error" the first one raises."""
     stats, pairs = LoadStats(rows=len(rows)), []
     for row in rows:
         try:
-            outcome = preference_row_outcome(row)
+            outcome = row_outcome(row)
         except BadRowError:
             if on_bad_row == "error":
                 raise
@@ -171,6 +183,7 @@ def parse_preference_rows(
             stats.dropped_spread += 1
         else:
             pairs.append(outcome)
+            stats.empty_responses += _empty(outcome.chosen, outcome.rejected)
     stats.kept = len(pairs)
     return pairs, stats
 
@@ -187,6 +200,8 @@ def parse_rating_rows(
             if on_bad_row == "error":
                 raise
             stats.skipped_bad += 1
+            continue
+        stats.empty_responses += _empty(examples[-1].response)
     stats.kept = len(examples)
     return examples, stats
 

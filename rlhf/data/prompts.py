@@ -1,8 +1,9 @@
 """Prompts for online policy training: unique prompts, rendered up to the assistant turn, left-padded.
 
 Sources: HelpSteer2-Preference (a local file or the hub's `nvidia/HelpSteer2`, data_dir="preference", one `split`),
-any JSONL/Parquet with a "prompt" field, e.g. the shipped hh-rlhf harmless prompts (data/hh-rlhf). Prompts are
-de-duplicated in file order. `render_prompt` renders with the policy's template (SteerLM or the tokenizer's chat
+any JSONL/Parquet with a "prompt" field, e.g. the shipped hh-rlhf harmless prompts (data/hh-rlhf), conversational
+`messages` rows, or pairs in any format of `rlhf.data.formats` (hh-rlhf transcripts, TRL standard or conversational:
+the prompt part, `rlhf.data.formats.prompt_source` says which and why). Prompts are de-duplicated in file order. `render_prompt` renders with the policy's template (SteerLM or the tokenizer's chat
 template) and cuts at the start of the assistant's text, so the policy continues the assistant turn. Prompts longer
 than `max_prompt_length` tokens are dropped or cut from the left (by characters, template kept); both are counted
 and logged. The order is a pure function of (seed, epoch) and resume checkpoints store how far an epoch got
@@ -24,7 +25,8 @@ from torch.utils.data import DataLoader
 from rlhf.data.collate import pad
 from rlhf.data.encode import _smallest_fitting
 from rlhf.data.helpsteer2 import DEFAULT_REPO, hub_preference_rows
-from rlhf.data.rows import BadRowError, Row, read_rows, require_text
+from rlhf.data.formats import prompt_source, row_prompt
+from rlhf.data.rows import BadRowError, Row, read_rows
 from rlhf.data.templates import TemplateSpec, render
 from rlhf.resume import ResumableDataPosition, resumed_sampler
 from rlhf.types import PromptBatch
@@ -39,6 +41,7 @@ class PromptStats:
 
     Attributes:
         rows: rows read (of the requested split, when rows have a `split` field).
+        source: where the prompts were found (a field or a pair format) and why.
         unique: distinct prompts among them.
         skipped_bad: rows without a usable "prompt" (only with on_bad_row="skip").
         truncated: prompts cut from the left to fit.
@@ -46,25 +49,28 @@ class PromptStats:
     """
 
     rows: int = 0
+    source: str = ""
     unique: int = 0
     skipped_bad: int = 0
     truncated: int = 0
     dropped: int = 0
 
     def summary(self) -> str:
-        return (f"{self.rows} rows, {self.unique} unique prompts, {self.skipped_bad} bad rows skipped; "
+        return (f"{self.source}; {self.rows} rows, {self.unique} unique prompts, {self.skipped_bad} bad rows skipped; "
                 f"over length: {self.truncated} truncated from the left, {self.dropped} dropped")
 
 
 def unique_prompts(rows: Sequence[Row], split: str | None, stats: PromptStats, on_bad_row: Literal["error", "skip"] = "error") -> list[str]:
     """The distinct "prompt" values, in order; rows whose `split` field differs from `split` are ignored."""
     seen: dict[str, None] = {}
+    source = prompt_source(rows)
+    stats.source = source.describe()
     for row in rows:
         if split is not None and row.data.get("split", split) != split:
             continue
         stats.rows += 1
         try:
-            seen.setdefault(require_text(row, "prompt"), None)
+            seen.setdefault(row_prompt(row, source.name), None)
         except BadRowError:
             if on_bad_row == "error":
                 raise
@@ -130,7 +136,7 @@ class PromptDataModule(ResumableDataPosition, LightningDataModule):
     """Unique prompts → left-padded `PromptBatch`es for REINFORCE.
 
     Args:
-        path: local JSONL/Parquet with a "prompt" field (HelpSteer2-Preference, hh-rlhf, ...); ignored with hub_id.
+        path: local JSONL/Parquet with a "prompt" field, `messages`, or pairs in any format (hh-rlhf, TRL); ignored with hub_id.
         hub_id: load HelpSteer2-Preference prompts from this hub dataset (e.g. nvidia/HelpSteer2) instead.
         split: keep rows whose `split` field equals this ("train"/"val"); rows without the field are kept.
         tokenizer: the policy's tokenizer location; linked from model.backbone.name_or_path by the CLI.

@@ -3,7 +3,8 @@
 - `render_steerlm`: the NeMo-Aligner SteerLM/regression template, "<extra_id_0>System ... <extra_id_2>".
 - `render_chat`: a tokenizer's own chat template, passed in as its `apply_chat_template` method (duck-typed,
   so this module never imports transformers).
-`split_turns` recovers HelpSteer2's multi-turn message list. Left out: tokenisation, truncation and the
+`split_turns` recovers HelpSteer2's multi-turn message list and `join_turns` writes one (how hh-rlhf and TRL
+conversations become a prompt string). Left out: tokenisation, truncation and the
 length filter (the data module's job), and generation prompts for the policy.
 """
 
@@ -37,6 +38,15 @@ def split_turns(prompt: str) -> list[Message]:
     for role, content in zip(parts[1::2], parts[2::2]):
         messages.append({"role": _ROLES[role], "content": content})
     return messages
+
+
+def join_turns(messages: list[Message]) -> str:
+    """The HelpSteer2 prompt string of user/assistant `messages` (the first a user's): `split_turns`'s inverse."""
+    names = {role: name for name, role in _ROLES.items()}
+    text = messages[0]["content"]
+    for message in messages[1:]:
+        text += f"\n<extra_id_1>{names[message['role']]}\n{message['content']}"
+    return text
 
 
 def render_steerlm(messages: list[Message], response: str, system: str = STEERLM_SYSTEM) -> str:
