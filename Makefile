@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test study install clean smollm2
+.PHONY: demo test study install clean smollm2 smollm2-data demo-smollm2 results-smollm2
 SMOLLM2 := models/smollm2-135m-instruct
 
 install: $(STAMP)
@@ -24,6 +24,10 @@ smollm2: $(SMOLLM2)/.complete
 
 $(SMOLLM2)/.complete: $(STAMP)
 	$(BIN)/python -m rlhf.models.smollm2 --out $(SMOLLM2)
+
+# the fixed splits configs/smollm2/*.yaml read (runs/smollm2/data), from the shipped hh-rlhf / HelpSteer files
+smollm2-data: $(STAMP)
+	$(BIN)/python -m rlhf.results.smollm2_data --out runs/smollm2/data
 
 test: $(STAMP) smollm2
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest -q
