@@ -29,6 +29,12 @@ $(SMOLLM2)/.complete: $(STAMP)
 smollm2-data: $(STAMP)
 	$(BIN)/python -m rlhf.results.smollm2_data --out runs/smollm2/data
 
+demo-smollm2: $(STAMP) smollm2  # make demo's stages on the real SmolLM2 (python -m rlhf.demo_smollm2), < 15 min on 2 cores
+	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m rlhf.demo_smollm2
+
+results-smollm2: $(STAMP) smollm2  # docs/results/smollm2/ (python -m rlhf.results.smollm2): 1-2 h on 2 idle cores
+	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m rlhf.results.smollm2
+
 test: $(STAMP) smollm2
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest -q
 

@@ -1,11 +1,12 @@
 """The fixed data splits of the SmolLM2 recipe (configs/smollm2/), written from the files the repo ships.
 
 - ratings: the 500 HelpSteer ratings, rows [0, 450) train and [450, 500) validation (file order, no shuffle).
-- pairs: hh-rlhf harmless-base pairs [0, 1200) train, [1200, 1500) held out; the 95 HelpSteer2-Preference
+- pairs: hh-rlhf harmless-base pairs [0, 1200) train, [1200, 1500) held out (less the rows whose transcripts
+  differ before the last reply); the 95 HelpSteer2-Preference
   training pairs (ties included as magnitude 0, which the loader drops and counts) join the training file; its 5
   test pairs are a second test set. Training pairs are written in TRL's explicit format with `preference_strength`.
 - prompts for REINFORCE: hh-rlhf harmless prompts whose text is not the first user turn of any of the 1,500
-  pairs, so the RM never saw them. Left out: helpful-base (a Git LFS pointer upstream) and any shuffling.
+  pairs, so the RM never saw them; the last 32 are held out for evaluating the policy (prompts_eval). Left out: helpful-base (a Git LFS pointer upstream) and any shuffling.
 `python -m rlhf.results.smollm2_data --out runs/smollm2/data` (also run by `make smollm2-data`).
 """
 
@@ -22,7 +23,7 @@ HH_PAIRS = DATA / "hh-rlhf/harmless-base-test-pairs-first1500.jsonl"
 HH_PROMPTS = DATA / "hh-rlhf/harmless-test-prompts.jsonl"
 HS2P = DATA / "helpsteer2-preference/first100-conversational.jsonl"
 RATINGS = DATA / "helpsteer/helpsteer_v1_train_first500.jsonl"
-HH_TRAIN, RATINGS_TRAIN = 1200, 450
+HH_TRAIN, RATINGS_TRAIN, EVAL_PROMPTS = 1200, 450, 32
 DEFAULT_OUT = Path("runs/smollm2/data")
 
 
@@ -40,6 +41,23 @@ def _first_human_turn(transcript: str) -> str:
     return transcript.split("\n\nHuman: ", 1)[1].split("\n\nAssistant:", 1)[0].strip()
 
 
+def _parseable_hh(lines: list[str], out: Path) -> list[str]:
+    """The hh-rlhf rows whose two transcripts share every turn but the last (a few do not and cannot be compared)."""
+    from rlhf.data.formats import PAIR_TEXTS
+    from rlhf.data.rows import BadRowError, read_rows
+
+    rows = read_rows(str(_write(out / "hh_check.jsonl", lines)))
+    (out / "hh_check.jsonl").unlink()
+    kept = []
+    for line, row in zip(lines, rows, strict=True):
+        try:
+            PAIR_TEXTS["hh_rlhf"](row)
+        except BadRowError:
+            continue
+        kept.append(line)
+    return kept
+
+
 def write_splits(out: str | Path = DEFAULT_OUT) -> dict[str, Path]:
     """Write the splits under `out` (overwriting them) and return their paths by name."""
     out = Path(out)
@@ -48,7 +66,7 @@ def write_splits(out: str | Path = DEFAULT_OUT) -> dict[str, Path]:
     files = {
         "ratings_train": _write(out / "ratings_train.jsonl", ratings[:RATINGS_TRAIN]),
         "ratings_val": _write(out / "ratings_val.jsonl", ratings[RATINGS_TRAIN:]),
-        "hh_val": _write(out / "hh_val.jsonl", hh[HH_TRAIN:]),
+        "hh_val": _write(out / "hh_val.jsonl", _parseable_hh(hh[HH_TRAIN:], out)),
         "hs2p_test": _write(out / "hs2p_test.jsonl", [line for line in _lines(HS2P) if json.loads(line)["split"] == "test"]),
     }
     hh_train, _, _ = load_pairs(_write(out / "hh_train_raw.jsonl", hh[:HH_TRAIN]), "hh_rlhf")
@@ -62,7 +80,8 @@ def write_splits(out: str | Path = DEFAULT_OUT) -> dict[str, Path]:
     files["pairs_train"] = _write(out / "pairs_train.jsonl", [json.dumps(r) for r in rows])
     seen = {_first_human_turn(json.loads(line)["chosen"]) for line in hh}
     unseen = [line for line in _lines(HH_PROMPTS) if json.loads(line)["prompt"].strip() not in seen]
-    files["prompts_unseen"] = _write(out / "prompts_unseen.jsonl", unseen)
+    files["prompts_train"] = _write(out / "prompts_train.jsonl", unseen[:-EVAL_PROMPTS])
+    files["prompts_eval"] = _write(out / "prompts_eval.jsonl", unseen[-EVAL_PROMPTS:])
     return files
 
 
