@@ -21,7 +21,7 @@ from rlhf.models.backbone import BackboneSpec, load_backbone, load_tokenizer
 
 @torch.no_grad()
 def zero_shot_scores(model_dir: str, prompts: Sequence[str], responses: Sequence[str], max_length: int = 1024,
-                     template: TemplateSpec = TemplateSpec(name="chat", system=""), batch_size: int = 8) -> tuple[torch.Tensor, torch.Tensor]:
+                     template: TemplateSpec = TemplateSpec(name="chat", system=""), batch_size: int = 4) -> tuple[torch.Tensor, torch.Tensor]:
     """(N,) mean response-token log-probs under the frozen base model and (N,) bool "was truncated"."""
     tokenizer = load_tokenizer(model_dir)
     model = load_backbone(BackboneSpec(model_dir, attn_implementation="sdpa", lora=None), causal_lm=True).eval()
