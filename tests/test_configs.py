@@ -20,7 +20,7 @@ CONFIGS = [c for c in ALL_CONFIGS if c.parts[1] in ("reward", "demo", "study", "
 
 
 def test_every_config_belongs_to_an_entry_point():
-    assert {c.parts[1] for c in ALL_CONFIGS} <= {"reward", "demo", "study", "formats", "align", "dpo", "sweeps", "scale"}  # sweeps: tests/test_sweeps.py
+    assert {c.parts[1] for c in ALL_CONFIGS} <= {"reward", "demo", "study", "formats", "align", "dpo", "sweeps", "scale", "smollm2"}  # smollm2: tests/test_smollm2_configs.py  # sweeps: tests/test_sweeps.py
 
 
 def test_configs_exist():
