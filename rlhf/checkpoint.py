@@ -223,6 +223,11 @@ def specs_from_meta(meta: dict[str, Any]) -> tuple[BackboneSpec, HeadSpec]:
     return BackboneSpec(**backbone, lora=lora_spec), HeadSpec(**meta["head"])
 
 
+def lora_signature(lora: dict[str, Any] | None) -> tuple | None:
+    """(r, alpha, target_modules) of a stored LoRA spec: what must agree for LoRA tensors to mean the same weights."""
+    return None if lora is None else (lora["r"], lora["alpha"], tuple(lora["target_modules"]))
+
+
 def load_reward_model(path: str | Path, name_or_path: str | None = None) -> RewardModel:
     """Rebuild a RewardModel from a checkpoint: load its backbone, then its LoRA + head tensors.
 
@@ -230,9 +235,14 @@ def load_reward_model(path: str | Path, name_or_path: str | None = None) -> Rewa
         path: checkpoint directory (or its model.safetensors).
         name_or_path: use this backbone location instead of the stored one (e.g. the model moved).
     """
-    backbone_spec, head_spec = specs_from_meta(read_meta(path))
-    if name_or_path is not None:
-        backbone_spec = dataclasses.replace(backbone_spec, name_or_path=name_or_path)
-    model = build_reward_model(backbone_spec, head_spec)
+    model = reward_model_from_meta(read_meta(path), name_or_path)
     load_trained(model, path)
     return model.eval()
+
+
+def reward_model_from_meta(meta: dict[str, Any], name_or_path: str | None = None) -> RewardModel:
+    """The RewardModel a checkpoint's metadata describes (base loaded, LoRA and head freshly initialised)."""
+    backbone_spec, head_spec = specs_from_meta(meta)
+    if name_or_path is not None:
+        backbone_spec = dataclasses.replace(backbone_spec, name_or_path=name_or_path)
+    return build_reward_model(backbone_spec, head_spec)

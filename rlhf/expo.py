@@ -1,12 +1,11 @@
-"""ExPO model extrapolation (spec §3.6; Zheng et al., official `extrapolate.py`) over trained state dicts.
+"""ExPO model extrapolation (spec §3.6; Zheng et al., official `extrapolate.py`) on the models' effective weights.
 
-`extrapolate(weak, strong, alpha, convention)` works on every tensor, head included, computed in fp32:
-- "expo":  θ = θ_strong + α (θ_strong − θ_weak)    (the ExPO paper's α; α = 0 gives the strong model)
-- "total": θ = θ_weak + α (θ_strong − θ_weak)      (α is the total factor; α = 1 gives the strong model)
-The paper's "1.52" is ambiguous between the two; both are offered. `ExpoCheckpoint` writes the extrapolated
-checkpoint at the end of a stage-2 fit; `python -m rlhf.expo` writes one from two checkpoints, and
-`python -m rlhf.expo --sweep` scores a grid of α on validation pairs (and RewardBench) and reports the best;
-`--sweep` without values scores `--alpha` alone, and `--wandb-project` logs each α's row to wandb (configs/sweeps).
+ExPO moves full weights; a LoRA model's are θ = W0 + s·B·A (s = alpha/r), and extrapolating A and B separately would
+add s·α(1+α)(B_s−B_w)(A_s−A_w). So each LoRA pair becomes one of rank 2r (alpha doubled, s kept): B' = [c_s·B_s,
+c_w·B_w], A' = [A_s; A_w], giving exactly W0 + s·B'A' = c_s·θ_s + c_w·θ_w; other tensors (the head) are
+element-wise. "expo": θ_s + α(θ_s − θ_w) (c = 1+α, −α); "total": θ_w + α(θ_s − θ_w) (c = α, 1−α). Both checkpoints
+need the same LoRA (r, alpha, targets); `rlhf.export --format hf` merges the result into the base. `ExpoCheckpoint`
+writes it after a stage-2 fit; `python -m rlhf.expo` from two checkpoints, or `--sweep`s α on validation pairs.
 """
 
 from __future__ import annotations
@@ -17,33 +16,69 @@ import os
 from pathlib import Path
 from typing import Any, Iterator, Literal, Sequence
 
+import torch
 from lightning.pytorch import Callback, LightningModule, Trainer
 from safetensors.torch import load_file
 from torch import Tensor
 
-from rlhf.checkpoint import load_trained_state, read_meta, save_trained, trained_state_dict, weights_path
+from rlhf.checkpoint import (
+    load_trained_state, lora_signature, read_meta, reward_model_from_meta, save_trained, trained_state_dict, weights_path,
+)
 
 Convention = Literal["expo", "total"]
+LORA_A, LORA_B = ".lora_A.", ".lora_B."
+
+
+def coefficients(alpha: float, convention: Convention) -> tuple[float, float]:
+    """(c_strong, c_weak) with θ = c_strong·θ_s + c_weak·θ_w; they sum to 1."""
+    return (1.0 + alpha, -alpha) if convention == "expo" else (alpha, 1.0 - alpha)
 
 
 def extrapolate(weak: dict[str, Tensor], strong: dict[str, Tensor], alpha: float, convention: Convention = "expo") -> dict[str, Tensor]:
-    """Extrapolate from `weak` through `strong`; both state dicts need the same keys and shapes.
+    """Extrapolate from `weak` through `strong` (same keys and shapes, same LoRA scale) on the effective weights.
 
-    LoRA weights are extrapolated factor-wise (A and B separately), as the official code does on any tensor.
-    Returns tensors in the strong model's dtypes.
+    LoRA pairs (`*.lora_A.*` (r, in), `*.lora_B.*` (out, r)) come back as rank-2r pairs: [A_s; A_w] (2r, in) and
+    [c_s·B_s, c_w·B_w] (out, 2r); the model that loads them needs `extrapolated_lora` of the checkpoints' LoRA.
+    Every other tensor is c_s·θ_s + c_w·θ_w. Computed in fp32, returned in the strong model's dtypes.
     """
     if weak.keys() != strong.keys():
         diff = sorted(set(weak) ^ set(strong))
         raise ValueError(f"weak and strong checkpoints hold different tensors, e.g. {diff[:3]}")
+    c_s, c_w = coefficients(alpha, convention)
     out = {}
     for name, s in strong.items():
         w = weak[name]
         if w.shape != s.shape:
             raise ValueError(f"tensor '{name}': weak {tuple(w.shape)} vs strong {tuple(s.shape)}")
         s32, w32 = s.float(), w.float()
-        base = s32 if convention == "expo" else w32
-        out[name] = (base + alpha * (s32 - w32)).to(s.dtype)
+        if LORA_A in name:
+            if name.replace(LORA_A, LORA_B) not in strong:
+                raise ValueError(f"tensor '{name}' has no matching {LORA_B.strip('.')} tensor")
+            out[name] = torch.cat([s32, w32], dim=0).to(s.dtype)  # (2r, in)
+        elif LORA_B in name:
+            if name.replace(LORA_B, LORA_A) not in strong:
+                raise ValueError(f"tensor '{name}' has no matching {LORA_A.strip('.')} tensor")
+            out[name] = torch.cat([c_s * s32, c_w * w32], dim=1).to(s.dtype)  # (out, 2r)
+        elif ".lora_" in name:
+            raise ValueError(f"tensor '{name}': only plain LoRA (lora_A, lora_B) can be extrapolated exactly")
+        else:
+            out[name] = (c_s * s32 + c_w * w32).to(s.dtype)
     return out
+
+
+def extrapolated_lora(weak_meta: dict[str, Any], strong_meta: dict[str, Any], source: str) -> dict[str, Any] | None:
+    """The stored LoRA settings of the extrapolated model (r and alpha doubled), after checking both models' agree."""
+    weak, strong = weak_meta["backbone"]["lora"], strong_meta["backbone"]["lora"]
+    if lora_signature(weak) != lora_signature(strong):
+        raise ValueError(f"{source}: ExPO needs the same LoRA in both models (r, alpha, target_modules); "
+                         f"weak {lora_signature(weak)}, strong {lora_signature(strong)}")
+    return None if strong is None else {**strong, "r": 2 * strong["r"], "alpha": 2 * strong["alpha"]}
+
+
+def expo_meta(weak: str, weak_meta: dict[str, Any], strong_meta: dict[str, Any], alpha: float, convention: Convention) -> dict[str, Any]:
+    """The strong checkpoint's metadata with the extrapolated LoRA settings and an `expo` record."""
+    backbone = {**strong_meta["backbone"], "lora": extrapolated_lora(weak_meta, strong_meta, f"ExPO of {weak} and the strong model")}
+    return {**strong_meta, "backbone": backbone, "expo": {"weak": weak, "alpha": alpha, "convention": convention}}
 
 
 class ExpoCheckpoint(Callback):
@@ -65,24 +100,28 @@ class ExpoCheckpoint(Callback):
             return
         weak = load_file(str(weights_path(self.weak)))
         strong = trained_state_dict(pl_module.model)
-        meta = {**pl_module.checkpoint_meta(), "expo": {"weak": self.weak, "alpha": self.alpha, "convention": self.convention}}
+        meta = expo_meta(self.weak, read_meta(self.weak), pl_module.checkpoint_meta(), self.alpha, self.convention)
         out = Path(self.dirpath) if self.dirpath else Path(trainer.default_root_dir) / "checkpoint-expo"
         save_trained(out, extrapolate(weak, strong, self.alpha, self.convention), meta, self.config_yaml)
 
 
 def extrapolate_checkpoints(weak: str, strong: str, out: str, alpha: float, convention: Convention = "expo") -> Path:
     """File-level ExPO: read two checkpoints of this repo, write the extrapolated one with the strong one's metadata."""
-    meta = {**read_meta(strong), "expo": {"weak": weak, "alpha": alpha, "convention": convention}}
+    meta = expo_meta(weak, read_meta(weak), read_meta(strong), alpha, convention)
     merged = extrapolate(load_file(str(weights_path(weak))), load_file(str(weights_path(strong))), alpha, convention)
     return save_trained(out, merged, meta)
 
 
 def extrapolated_scorers(weak: str, strong: str, alphas: Sequence[float], convention: Convention = "expo") -> Iterator[tuple[float, Any, Any, Any]]:
-    """(α, model, tokenizer, eval settings) per α: the strong checkpoint is loaded once (`rlhf.score.load_scorer`) and
-    each α's extrapolated LoRA + head is copied into it in turn, so a yielded model is valid until the next step."""
-    from rlhf.score import load_scorer
+    """(α, model, tokenizer, eval settings) per α: the rank-2r model is built once and each α's extrapolated LoRA +
+    head is copied into it in turn, so a yielded model is valid until the next step."""
+    from rlhf.eval.score_pairs import read_eval_settings
+    from rlhf.models.backbone import load_tokenizer
 
-    model, tokenizer, settings, _ = load_scorer(strong)
+    meta = read_meta(strong)
+    lora = extrapolated_lora(read_meta(weak), meta, f"ExPO of {weak} and {strong}")
+    model = reward_model_from_meta({**meta, "backbone": {**meta["backbone"], "lora": lora}}).eval()
+    tokenizer, settings = load_tokenizer(meta["backbone"]["name_or_path"]), read_eval_settings(strong)
     weak_state, strong_state = load_file(str(weights_path(weak))), load_file(str(weights_path(strong)))
     for alpha in alphas:
         load_trained_state(model, extrapolate(weak_state, strong_state, alpha, convention), f"ExPO alpha={alpha}")

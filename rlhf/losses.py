@@ -7,7 +7,8 @@
 Pairwise losses average over pairs (not normalised by Σm). No logging, no config: tensors in, a tensor out.
 REINFORCE (spec §6.2): `kl_estimate` (k1 / abs / k3), `sequence_kl`, `reinforce_loss` (token mean of −log π · A).
 DPO (spec §3.8): `dpo_delta` Δ and `dpo` / `margin_dpo` / `scaled_dpo`, the BT losses applied to Δ.
-Mean-variance RM (spec §7.2): `interval_probabilities`, `mean_var_kl_loss`, `mean_var_nll_loss` (5-class interval CDF).
+Mean-variance RM (spec §7.2): `interval_log_probabilities` (5-class interval CDF, in log space), `mean_var_kl_loss`,
+`mean_var_nll_loss`.
 """
 
 from __future__ import annotations
@@ -192,12 +193,15 @@ def pair_sd(sigma_a: Tensor, sigma_b: Tensor, rho: Tensor | float = 0.0, eps: fl
     return var.clamp(min=eps).sqrt()
 
 
-def interval_probabilities(mu_diff: Tensor, sd: Tensor, edges: tuple[float, ...] = DEFAULT_EDGES) -> Tensor:
-    """Class probabilities of d ~ N(mu_diff, sd²) over the intervals (−∞, e_0), [e_0, e_1), …, [e_{K-2}, ∞).
+def interval_log_probabilities(mu_diff: Tensor, sd: Tensor, edges: tuple[float, ...] = DEFAULT_EDGES) -> Tensor:
+    """Log class probabilities of d ~ N(mu_diff, sd²) over (−∞, e_0), [e_0, e_1), …, [e_{K-2}, ∞), in log space.
 
     Orientation: mu_diff = μ_A − μ_B, so class 0 is "B significantly better" and the last class "A significantly
     better" (`MEAN_VAR_CLASSES`). For (chosen, rejected) pass A = chosen; for HelpSteer2 rows pass A = response_1,
-    B = response_2 (strength −3 → class 4, see `rlhf.data.disagreement`).
+    B = response_2 (strength −3 → class 4, see `rlhf.data.disagreement`). With z = (e − μ)/sd: the end classes are
+    log Φ(z_0) and log Φ(−z_{K-2}) (`log_ndtr`); a middle class [a, b) is log Φ(b) + log(1 − Φ(a)/Φ(b)), taken on
+    the mirrored interval [−b, −a) (the survival side) when it lies above the mean, so a confidently wrong pair
+    gets a large negative log-probability with a gradient instead of p = 0 (Φ(−15) ≈ 4e-51 is 0 in fp32).
 
     Args:
         mu_diff: (B,) μ_A − μ_B.
@@ -205,14 +209,27 @@ def interval_probabilities(mu_diff: Tensor, sd: Tensor, edges: tuple[float, ...]
         edges: ascending inner edges (default ±0.5, ±1.5 → 5 classes).
 
     Returns:
-        (B, len(edges) + 1) probabilities; each row sums to 1.
+        (B, len(edges) + 1) log-probabilities; each row's exp sums to 1.
     """
     inner = torch.tensor(edges, dtype=mu_diff.dtype, device=mu_diff.device)
-    normal = torch.distributions.Normal(mu_diff.unsqueeze(-1), sd.unsqueeze(-1))
-    cdf = normal.cdf(inner.expand(mu_diff.shape[0], -1))
-    zeros, ones = torch.zeros_like(cdf[:, :1]), torch.ones_like(cdf[:, :1])
-    cdf = torch.cat([zeros, cdf, ones], dim=-1)
-    return cdf[:, 1:] - cdf[:, :-1]
+    z = (inner - mu_diff.unsqueeze(-1)) / sd.unsqueeze(-1)  # (B, K-1)
+    a, b = z[:, :-1], z[:, 1:]  # middle classes [a, b)
+    upper = (a + b) > 0  # above the mean: use P(−b < Z < −a), the same probability
+    a, b = torch.where(upper, -b, a), torch.where(upper, -a, b)
+    log_b = torch.special.log_ndtr(b)
+    middle = log_b + _log1mexp(torch.special.log_ndtr(a) - log_b)
+    first, last = torch.special.log_ndtr(z[:, :1]), torch.special.log_ndtr(-z[:, -1:])
+    return torch.cat([first, middle, last], dim=-1)
+
+
+def _log1mexp(x: Tensor) -> Tensor:
+    """log(1 − eˣ) for x ≤ 0, accurate at both ends (Mächler 2012): log(−expm1 x) near 0, log1p(−eˣ) below −log 2."""
+    return torch.where(x > -0.6931471805599453, torch.log(-torch.expm1(x)), torch.log1p(-torch.exp(x)))
+
+
+def interval_probabilities(mu_diff: Tensor, sd: Tensor, edges: tuple[float, ...] = DEFAULT_EDGES) -> Tensor:
+    """(B, K) class probabilities: exp of `interval_log_probabilities` (same arguments); each row sums to 1."""
+    return interval_log_probabilities(mu_diff, sd, edges).exp()
 
 
 def mean_var_kl_loss(
@@ -223,18 +240,17 @@ def mean_var_kl_loss(
     target_dist: Tensor,
     rho: Tensor | float = 0.0,
     edges: tuple[float, ...] = DEFAULT_EDGES,
-    eps: float = 1e-8,
 ) -> Tensor:
-    """Mean over pairs of KL(q ‖ p) = Σ_k q_k (log(q_k + eps) − log(p_k + eps)), p from `interval_probabilities`.
+    """Mean over pairs of KL(q ‖ p) = Σ_k q_k (log q_k − log p_k) (0·log 0 = 0), log p from `interval_log_probabilities`.
 
     Args:
         mu_a, sigma_a, mu_b, sigma_b: (B,) means and (positive) sds of r_A and r_B.
         target_dist: (B, K) the annotators' empirical class distribution q, in `MEAN_VAR_CLASSES` order.
         rho: correlation of r_A and r_B, 0.0 or a tensor in (−1, 1) (e.g. tanh of a learned scalar).
     """
-    p = interval_probabilities(mu_a - mu_b, pair_sd(sigma_a, sigma_b, rho), edges)
-    q = target_dist.to(p.dtype)
-    return (q * (torch.log(q + eps) - torch.log(p + eps))).sum(-1).mean()
+    log_p = interval_log_probabilities(mu_a - mu_b, pair_sd(sigma_a, sigma_b, rho), edges)
+    q = target_dist.to(log_p.dtype)
+    return (torch.special.xlogy(q, q) - q * log_p).sum(-1).mean()
 
 
 def mean_var_nll_loss(
@@ -244,12 +260,11 @@ def mean_var_nll_loss(
     sigma_b: Tensor,
     target_dist: Tensor,
     edges: tuple[float, ...] = DEFAULT_EDGES,
-    eps: float = 1e-8,
 ) -> Tensor:
-    """Independent-NLL baseline: mean over pairs of −Σ_k q_k log(p_k + eps) with ρ fixed at 0.
+    """Independent-NLL baseline: mean over pairs of −Σ_k q_k log p_k with ρ fixed at 0 (log p in log space).
 
     This is −log P(annotator's class) averaged over the annotators (cross-entropy with the empirical q). It equals
     the KL loss at ρ = 0 plus the entropy H(q), a constant in the parameters, so it is not 0 at a perfect fit.
     """
-    p = interval_probabilities(mu_a - mu_b, pair_sd(sigma_a, sigma_b, 0.0), edges)
-    return -(target_dist.to(p.dtype) * torch.log(p + eps)).sum(-1).mean()
+    log_p = interval_log_probabilities(mu_a - mu_b, pair_sd(sigma_a, sigma_b, 0.0), edges)
+    return -(target_dist.to(log_p.dtype) * log_p).sum(-1).mean()

@@ -29,7 +29,7 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from rlhf.checkpoint import load_trained, read_meta, specs_from_meta
+from rlhf.checkpoint import load_trained, lora_signature, read_meta, specs_from_meta
 from rlhf.losses import DEFAULT_EDGES, PAIRWISE_LOSSES, LossName, masked_mse, mean_var_kl_loss, mean_var_nll_loss
 from rlhf.metrics import LAMBDA_GRID, disagreement_metrics, pairwise_accuracy, pearson
 from rlhf.models.backbone import DTYPES, BackboneSpec, check_tokenizer_fits, load_tokenizer
@@ -107,9 +107,14 @@ class RewardModelModule(LightningModule):
         self.model = build_reward_model(self.backbone_spec, self.head_spec)
         check_tokenizer_fits(load_tokenizer(self.backbone_spec.name_or_path), self.model.backbone, self.backbone_spec.name_or_path)
         if self.init_from:
-            _, head = specs_from_meta(read_meta(self.init_from))
+            meta = read_meta(self.init_from)
+            _, head = specs_from_meta(meta)
             if head.n_out != self.head_spec.n_out:
                 raise ValueError(f"init_from {self.init_from} has a {head.n_out}-output head, this model {self.head_spec.n_out}")
+            own = dataclasses.asdict(self.backbone_spec)["lora"]
+            if lora_signature(meta["backbone"]["lora"]) != lora_signature(own):  # same shapes, other alpha: silently other weights
+                raise ValueError(f"init_from {self.init_from} holds LoRA (r, alpha, targets) {lora_signature(meta['backbone']['lora'])}, "
+                                 f"this model {lora_signature(own)}: set model.backbone.lora to match (an ExPO checkpoint has r and alpha doubled)")
             load_trained(self.model, self.init_from)
         if self.device_mesh is not None:  # ModelParallelStrategy: FSDP2 over the data-parallel ranks
             shard_model(self.model, self.device_mesh, DTYPES[self.backbone_spec.dtype])

@@ -57,3 +57,28 @@ def synthetic_dir(tmp_path_factory) -> Path:
     out = tmp_path_factory.mktemp("synthetic")
     generate(out, seed=0, n_train_prompts=40, n_val_prompts=12)
     return out
+
+
+@pytest.fixture(scope="session")
+def trained(tiny_llama_dir, synthetic_dir, tmp_path_factory):
+    """A stage-1 (mse) and a stage-2 (scaled BT, from stage 1, with `ExpoCheckpoint` at α 0.52 writing
+    `s2/checkpoint-expo` from the weights as trained) checkpoint of the tiny random Llama; s2's lora_B is then
+    perturbed so that LoRA is far from zero."""
+    from tests.test_reward_module import _args, _fit
+
+    root = tmp_path_factory.mktemp("score")
+    _fit(_args(tiny_llama_dir, synthetic_dir, root / "s1", "mse"))
+    expo = ["--trainer.callbacks+=rlhf.expo.ExpoCheckpoint", f"--trainer.callbacks.weak={root / 's1' / 'checkpoint'}",
+            "--trainer.callbacks.alpha=0.52", f"--trainer.callbacks.dirpath={root / 's2' / 'checkpoint-expo'}"]
+    _fit(_args(tiny_llama_dir, synthetic_dir, root / "s2", "scaled_bt", (f"--model.init_from={root / 's1' / 'checkpoint'}", *expo)))
+    shutil.copytree(root / "s2" / "checkpoint", root / "s2-as-trained")
+    with torch.no_grad():  # make LoRA non-trivial so a missed merge or load would show
+        from rlhf.checkpoint import load_reward_model, save_trained, read_meta, trained_state_dict
+
+        model = load_reward_model(root / "s2" / "checkpoint")
+        for name, p in model.named_parameters():
+            if "lora_B" in name:
+                p.add_(0.2 * torch.randn_like(p))
+        meta = read_meta(root / "s2" / "checkpoint")
+        save_trained(root / "s2" / "checkpoint", trained_state_dict(model), meta, (root / "s2" / "checkpoint" / "config.yaml").read_text())
+    return root

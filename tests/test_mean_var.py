@@ -12,6 +12,7 @@ from torch.testing import assert_close
 from rlhf.data.disagreement import strength_class
 from rlhf.losses import (
     MEAN_VAR_CLASSES,
+    interval_log_probabilities,
     interval_probabilities,
     mean_var_kl_loss,
     mean_var_nll_loss,
@@ -105,8 +106,43 @@ def test_gradients_finite_including_learned_rho():
     loss = loss + mean_var_nll_loss(mu_a, sigma, mu_b, sigma.flip(0), q)
     loss.backward()
     assert torch.isfinite(loss)
-    for t in (mu_a, mu_b, raw_sd, raw_rho):
-        assert torch.isfinite(t.grad).all() and t.grad.abs().sum() > 0
+    for t in (mu_a, mu_b, raw_sd, raw_rho):  # per row: row 0 (μ_A − μ_B = 16, target "B significant") must not be dead
+        assert torch.isfinite(t.grad).all() and (t.grad.abs() > 1e-3).all(), t.grad
+
+
+def log_phi(x: float) -> float:
+    """log Φ(x) by hand in float64 (erfc keeps the far tail: Φ(−15) ≈ 3.7e-51)."""
+    return math.log(0.5 * math.erfc(-x / math.sqrt(2)))
+
+
+def test_log_probabilities_in_the_far_tails():
+    # μ_A − μ_B = ±3, sd 0.3: z = (edges − 3)/0.3 = (−15, −11.67, −8.33, −5); fp32 CDF differences give 0 below ~1e-45
+    z = [(e - 3.0) / 0.3 for e in (-1.5, -0.5, 0.5, 1.5)]
+    phis = [0.5 * math.erfc(-x / math.sqrt(2)) for x in z]
+    want = [log_phi(z[0])] + [math.log(b - a) for a, b in itertools.pairwise(phis)] + [log_phi(-z[-1])]
+    got = interval_log_probabilities(torch.tensor([3.0, -3.0]), torch.tensor([0.3, 0.3]))
+    assert_close(got[0], torch.tensor(want), rtol=1e-5, atol=1e-5)  # class 0 ≈ −115.9
+    assert_close(got[1], torch.tensor(want[::-1]), rtol=1e-5, atol=1e-5)  # the mirror pair: the survival side
+    assert_close(got.exp().sum(-1), torch.ones(2))
+
+
+@pytest.mark.parametrize("loss_fn", ["kl", "nll"])
+def test_every_row_gets_a_gradient_including_confidently_wrong_pairs(loss_fn):
+    # rows: μ_A − μ_B = 3 with target "B significant" (p_0 = Φ(−15)), its mirror (−3, target "A significant"),
+    # a tie target far from the mean (p_tie = Φ(−8.3) − Φ(−11.7)) and an ordinary pair
+    mu_a = torch.tensor([3.0, -3.0, 3.0, 0.2], requires_grad=True)
+    mu_b = torch.zeros(4)
+    sigma = torch.full((4,), 0.3 / math.sqrt(2))  # ρ = 0: sd of the difference 0.3
+    q = torch.eye(5)[[0, 4, 2, 3]]
+    if loss_fn == "kl":
+        loss = mean_var_kl_loss(mu_a, sigma, mu_b, sigma, q)
+    else:
+        loss = mean_var_nll_loss(mu_a, sigma, mu_b, sigma, q)
+    loss.backward()
+    assert loss.item() > 100 / 4  # row 0 alone contributes −log Φ(−15) / 4 ≈ 29
+    grad = mu_a.grad
+    assert torch.isfinite(grad).all() and (grad.abs() > 1e-2).all(), grad
+    assert grad[0] > 0 and grad[1] < 0 and grad[2] > 0  # descent moves each μ_A towards its target class
 
 
 def test_kl_gradient_pulls_mean_towards_target():
