@@ -231,3 +231,34 @@ def test_sigma_head_learns_a_trivially_visible_disagreement():
         sigma = sigma.view(n, 2).mean(1)
     assert float(sigma[contested].mean() / sigma[~contested].mean()) > 2.0
     assert float(auroc(sigma, contested)) == 1.0
+
+
+def test_gold_scorer_reads_the_generators_quality_from_the_text():
+    """Every generated response of a study world: the generator's q is one of the scorer's readings of the text,
+    and it is the scorer's q whenever the text determines it (most responses; cut-off fragments can hide a fact)."""
+    from rlhf.study.gold import gold_quality
+
+    world = make_study_world(WorldSpec(n_train=400, n_val=0, n_test=0))["train"]
+    determined = 0
+    for s in world:
+        for r in s.item.responses:
+            g = gold_quality(s.item.prompt, r.text)
+            assert any(abs(c - r.quality) < 1e-9 for c in g.candidates), (s.item.prompt, r.text, r.features)
+            if g.determined:
+                determined += 1
+                assert g.quality == pytest.approx(r.quality, abs=1e-9), (s.item.prompt, r.text, r.features)
+    assert determined / (2 * len(world)) > 0.75
+
+
+def test_gold_scorer_hand_values():
+    from rlhf.study.gold import gold_quality
+
+    # on topic, right, fluent, no repeat, complete, 2 facts (detail ½): 4·(0.25 + 0.10 + 0.25 + 0.15 + 0.15 + 0.05)
+    assert gold_quality("Tell me about the cat.", "The cat says meow. It has soft fur.").quality == pytest.approx(3.8)
+    # the same text for a question about the dog: off topic, so its facts do not count either
+    assert gold_quality("Tell me about the dog.", "The cat says meow. It has soft fur.").quality == pytest.approx(4 * (0.25 + 0.15 + 0.15 + 0.05))
+    # shuffled second sentence, repeated fact: fluent ½, no_repeat 0, detail 0
+    g = gold_quality("Tell me about the cat.", "The cat says meow. Meow says it.")
+    assert g.determined and g.quality == pytest.approx(4 * (0.25 + 0.10 + 0.125 + 0.15))
+    # free text states no fact: only "no repetition" counts; without a final period it is not complete either
+    assert gold_quality("Tell me about the cat.", "Once upon a time there was a girl").quality == pytest.approx(0.6)
