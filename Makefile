@@ -21,7 +21,7 @@ demo: $(STAMP)
 test: $(STAMP)
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest -q
 
-study: $(STAMP)  # reproduction study (python -m rlhf.study): ~25 min on 2 CPU cores, not part of make test
+study: $(STAMP)  # reproduction study (python -m rlhf.study): about an hour on 2 idle CPU cores (wall time in docs/results/study/results.json), not part of make test
 	$(BIN)/python -m rlhf.study
 
 clean:

@@ -15,6 +15,7 @@ from rlhf.data.synthetic import PROMPTS
 from rlhf.metrics import auroc
 from rlhf.study.evaluate import PairRewards, TruthPairs, item_runs, truth_metrics, tune_lambda
 from rlhf.study.report import intervals, markdown, orderings, sigma_target, summarise
+from rlhf.study.policies import POLICY_RMS
 from rlhf.study.variants import EXPO_ALPHAS, VARIANTS, variant
 from rlhf.study.world import CONTESTED_PROMPTS, WorldSpec, _tastes, make_study_world, write_study_world
 
@@ -185,7 +186,7 @@ def test_study_smoke(tiny_llama_dir, tmp_path, monkeypatch):
     from rlhf.study.__main__ import main
 
     monkeypatch.chdir(REPO)
-    results = main(["--seeds", "0", "--out", str(tmp_path / "run"), "--results", str(tmp_path / "results"), "--model", str(tiny_llama_dir), "--world-size", "24", "8", "8", "--max-steps", "1", "--n-boot", "20"])
+    results = main(["--seeds", "0", "--out", str(tmp_path / "run"), "--results", str(tmp_path / "results"), "--model", str(tiny_llama_dir), "--world-size", "24", "8", "8", "--max-steps", "1", "--n-boot", "20", "--policy-prompts", "2", "--kl-coefs", "0.1", "--dpo-losses", "dpo"])
     assert set(results["per_seed"]) == {v.name for v in VARIANTS}
     for name, runs in results["per_seed"].items():
         assert len(runs) == 1 and 0.0 <= runs[0]["truth_accuracy"] <= 1.0, name
@@ -200,6 +201,11 @@ def test_study_smoke(tiny_llama_dir, tmp_path, monkeypatch):
 
     scores = load_file(tmp_path / "results/scores.safetensors")
     assert scores["bt.seed0.reward"].shape == (8, 2) and scores["mean-var.seed0.sigma"].shape == (8, 2)
+    policies = results["policies"]["policies"]
+    assert set(policies) == {"base", "dpo-dpo"} | {f"reinforce-{rm}-kl0.1" for rm in POLICY_RMS}
+    assert all(0.0 <= p["gold"][0] <= 4.0 and math.isfinite(p["kl"]) for p in policies.values())
+    assert results["policies"]["best_rm_at_matched_kl"] in POLICY_RMS
+    assert (tmp_path / "results/policies.png").stat().st_size > 10_000 and (tmp_path / "run/seed0/scaled-bt-init-expo/checkpoint/config.yaml").is_file()
 
 
 def test_sigma_head_learns_a_trivially_visible_disagreement():
@@ -262,3 +268,10 @@ def test_gold_scorer_hand_values():
     assert g.determined and g.quality == pytest.approx(4 * (0.25 + 0.10 + 0.125 + 0.15))
     # free text states no fact: only "no repetition" counts; without a final period it is not complete either
     assert gold_quality("Tell me about the cat.", "Once upon a time there was a girl").quality == pytest.approx(0.6)
+
+
+def test_matched_gold_interpolates_at_the_smallest_largest_kl():
+    from rlhf.study.policies import matched_gold
+
+    kl, gold = matched_gold({"a": [(0.0, 1.0), (2.0, 3.0), (4.0, 2.0)], "b": [(0.0, 1.0), (1.0, 1.5)]})
+    assert kl == 1.0 and gold == pytest.approx({"a": 2.0, "b": 1.5})

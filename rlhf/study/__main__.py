@@ -1,11 +1,14 @@
-"""`python -m rlhf.study`: the reproduction study of the paper's RM table (spec §5.1) and of the mean-variance RM (§7).
+"""`python -m rlhf.study`: the reproduction study of the paper's RM table (spec §5.1), of the mean-variance RM (§7)
+and of RM-guided policies judged by the world's truth.
 
 One command: writes the study world (rlhf/study/world.py, parameters fixed in `WorldSpec`), converts the shipped tiny
 Llama if needed, then for every seed trains the nine variants of the paper's table plus the mean-variance RM with
-train.py's CLI (configs/study/*.yaml), scores each on the validation and test splits, picks ExPO's α and the
-mean-variance λ on validation, and reports test metrics against the latent truth as mean ± std over seeds:
-results.json (every seed), study.md (table beside the paper's numbers, orderings) and study.png under --results.
-About 25 minutes on 2 CPU cores for 3 seeds. Left out: RewardBench (256-character context), the classification RM.
+train.py's CLI (configs/study/*.yaml), scores each on the validation and test splits, picks ExPO's α (exact
+extrapolation, `rlhf.expo`) and the mean-variance λ on validation, and compares the variants on test against the
+latent truth, paired over test items and seeds with 95% bootstrap intervals (`rlhf.study.bootstrap`). The policy
+stage (`rlhf.study.policies`, first seed) trains REINFORCE policies against five RMs at two KL coefficients and the DPO
+variants, and judges them with the gold scorer. Writes results.json, scores.safetensors (every test reward), study.md,
+study.png and policies.png under --results. Left out: RewardBench (256-character context), the classification RM.
 """
 
 from __future__ import annotations
@@ -22,6 +25,7 @@ from pathlib import Path
 import torch
 
 from rlhf.study.evaluate import PairRewards
+from rlhf.study.policies import DPO_LOSSES, KL_COEFS, POLICY_RMS
 from rlhf.study.variants import EXPO_ALPHAS, VARIANTS, Variant
 
 DEFAULT_MODEL = "models/tiny-llama-hf"
@@ -29,7 +33,7 @@ DEFAULT_MODEL = "models/tiny-llama-hf"
 
 def _parse(argv: list[str] | None) -> argparse.Namespace:
     p = argparse.ArgumentParser(prog="python -m rlhf.study", description=__doc__.splitlines()[0])
-    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2], help="training seeds (the world is fixed)")
+    p.add_argument("--seeds", type=int, nargs="+", default=[0, 1, 2, 3, 4], help="training seeds (the world is fixed)")
     p.add_argument("--out", type=Path, default=Path("runs/study"), help="data, checkpoints and logs")
     p.add_argument("--results", type=Path, default=Path("docs/results/study"), help="results.json, study.md, study.png")
     p.add_argument("--model", default=DEFAULT_MODEL, help="backbone (the default is converted from data/tiny-llama if missing)")
@@ -37,7 +41,11 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--world-size", type=int, nargs=3, metavar=("TRAIN", "VAL", "TEST"), help="override the world's prompts per split (smoke runs)")
     p.add_argument("--max-steps", type=int, default=None, help="cap every training run (smoke runs)")
     p.add_argument("--max-epochs", type=int, default=None, help="override every config's epochs")
+    p.add_argument("--threads", type=int, default=1, help="torch CPU threads (1: a shared machine; more threads oversubscribe its cores)")
     p.add_argument("--n-boot", type=int, default=2000, help="bootstrap replicates of every interval")
+    p.add_argument("--policy-prompts", type=int, default=64, help="test prompts each policy answers (0: skip the policy stage)")
+    p.add_argument("--kl-coefs", type=float, nargs="+", default=list(KL_COEFS), help="REINFORCE KL coefficients of the policy stage")
+    p.add_argument("--dpo-losses", nargs="+", default=list(DPO_LOSSES), choices=list(DPO_LOSSES), help="DPO variants of the policy stage")
     return p.parse_args(argv)
 
 
@@ -105,6 +113,7 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
     from rlhf.study.world import WorldSpec, write_study_world
 
     start = time.perf_counter()
+    torch.set_num_threads(args.threads)
     spec = WorldSpec() if args.world_size is None else replace(WorldSpec(), n_train=args.world_size[0], n_val=args.world_size[1], n_test=args.world_size[2])
     if args.model == DEFAULT_MODEL and not Path(DEFAULT_MODEL, "model.safetensors").is_file():
         from rlhf.models.llama2c import convert_llama2c
@@ -142,27 +151,47 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
     checks = orderings(runs, n_items, args.n_boot)
     target = sigma_target(runs, table, n_items, args.n_boot)
     command = " ".join(["python -m rlhf.study", *map(shlex.quote, argv)])
-    wall = round(time.perf_counter() - start, 1)
-    results = {
-        "command": command, "seeds": args.seeds, "world": asdict(spec), "model": args.model, "wall_seconds": wall, "n_boot": args.n_boot,
-        "machine": f"{platform.machine()}, {platform.system()}, python {platform.python_version()}",
-        "per_seed": per_seed, "summary": {k: {m: list(v) for m, v in d.items()} for k, d in summary.items()},
-        "intervals": {k: {m: list(astuple(iv)) for m, iv in d.items()} for k, d in table.items()},
-        "orderings": checks, "sigma_target": target,
-    }
-    args.results.mkdir(parents=True, exist_ok=True)
-    (args.results / "results.json").write_text(json.dumps(results, indent=2))
-    save_file(scores, args.results / "scores.safetensors")
-    text = markdown(table, checks, summary, target)
-    (args.results / "study.md").write_text(f"# Reproduction study\n\n`{command}` (seeds {args.seeds}, {n_items} test pairs, {wall:.0f} s)\n\n{text}")
-    png = plot(table, args.results / "study.png")
-    print(f"\n{text}\nResults: {args.results / 'results.json'}\nTable:   {args.results / 'study.md'}\nPlot:    {png}\nWall: {wall:.0f} s")
+
+    def write(policy_stage: dict | None) -> dict:  # once after the RMs (a policy-stage failure keeps them), once at the end
+        wall = round(time.perf_counter() - start, 1)
+        results = {
+            "command": command, "seeds": args.seeds, "world": asdict(spec), "model": args.model, "wall_seconds": wall, "n_boot": args.n_boot,
+            "threads": args.threads, "machine": f"{platform.machine()}, {platform.system()}, python {platform.python_version()}",
+            "per_seed": per_seed, "summary": {k: {m: list(v) for m, v in d.items()} for k, d in summary.items()},
+            "intervals": {k: {m: list(astuple(iv)) for m, iv in d.items()} for k, d in table.items()},
+            "orderings": checks, "sigma_target": target, "policies": policy_stage,
+        }
+        args.results.mkdir(parents=True, exist_ok=True)
+        (args.results / "results.json").write_text(json.dumps(results, indent=2))
+        save_file(scores, args.results / "scores.safetensors")
+        text = markdown(table, checks, summary, target)
+        png = plot(table, args.results / "study.png")
+        if policy_stage is not None:
+            from rlhf.study.policies import plot_policies, policy_markdown
+
+            plot_policies(policy_stage, args.results / "policies.png")
+            text += f"\n## Policies judged by the gold scorer (seed {policy_stage['seed']}, {policy_stage['n_prompts']} test prompts × {policy_stage['samples_per_prompt']} samples)\n\n" + policy_markdown(policy_stage)
+        (args.results / "study.md").write_text(f"# Reproduction study\n\n`{command}` (seeds {args.seeds}, {n_items} test pairs, {wall:.0f} s)\n\n{text}")
+        print(f"\n{text}\nResults: {args.results / 'results.json'}\nTable:   {args.results / 'study.md'}\nPlot:    {png}\nWall: {wall:.0f} s", flush=True)
+        return results
+
+    results = write(None)
+    if args.policy_prompts > 0 and set(POLICY_RMS) <= set(runs):
+        from rlhf.study.policies import run_policy_stage
+
+        seed = args.seeds[0]
+        results = write(run_policy_stage(args.out / f"seed{seed}", args.out / "data", args.model, seed, per_seed["scaled-bt-init-expo"][0]["alpha"],
+                                         args.policy_prompts, args.n_boot, args.max_steps, tuple(args.kl_coefs), tuple(args.dpo_losses)))
     return results
 
 
 def main(argv: list[str] | None = None) -> dict:
     argv = sys.argv[1:] if argv is None else list(argv)
-    return run_study(_parse(argv), argv)
+    threads = torch.get_num_threads()
+    try:
+        return run_study(_parse(argv), argv)
+    finally:
+        torch.set_num_threads(threads)  # --threads is for this run only (e.g. when called from a test)
 
 
 if __name__ == "__main__":
