@@ -83,6 +83,8 @@ class RewardModelModule(LightningModule):
         init_from: a checkpoint directory of this repo to start from, head included (two-stage recipe).
         optimizer: optimizer factory, e.g. AdamW with lr and weight decay.
         scheduler: learning-rate schedule factory, stepped every optimizer step; None keeps the lr constant.
+        head_lr_scale: the head's parameters (ρ included) train at this multiple of the optimizer's lr, in their own
+            param group; 1.0 keeps one group. The mean-variance head's σ row starts at zero weight and needs it.
     """
 
     def __init__(
@@ -94,8 +96,11 @@ class RewardModelModule(LightningModule):
         init_from: str | None = None,
         optimizer: OptimizerCallable = torch.optim.AdamW,
         scheduler: LRSchedulerCallable | None = None,
+        head_lr_scale: float = 1.0,
     ):
         super().__init__()
+        if not head_lr_scale > 0:
+            raise ValueError(f"head_lr_scale must be > 0, got {head_lr_scale}")
         if loss == "mean_var":
             if mean_var.rho == "learned" and mean_var.nll_baseline:
                 raise ValueError("mean_var.nll_baseline fixes ρ = 0; it cannot be combined with mean_var.rho=learned")
@@ -109,6 +114,7 @@ class RewardModelModule(LightningModule):
         self.mean_var = mean_var
         self.backbone_spec, self.loss, self.head_spec, self.init_from = backbone, loss, head, init_from
         self.optimizer_factory, self.scheduler_factory = optimizer, scheduler
+        self.head_lr_scale = head_lr_scale
         self.model: RewardModel | None = None
         self._val: dict[str, list[Tensor]] = defaultdict(list)
         self._step_units = 0  # pairs / labelled attributes back-propagated on this rank since the last optimizer step
@@ -289,7 +295,13 @@ class RewardModelModule(LightningModule):
         return out
 
     def configure_optimizers(self):
-        optimizer = self.optimizer_factory([p for p in self.parameters() if p.requires_grad])
+        trained = [p for p in self.parameters() if p.requires_grad]
+        if self.head_lr_scale == 1.0:
+            optimizer = self.optimizer_factory(trained)
+        else:
+            head = {id(p) for p in self.model.head.parameters()}
+            optimizer = self.optimizer_factory([{"params": [p for p in trained if id(p) not in head]}, {"params": [p for p in trained if id(p) in head]}])
+            optimizer.param_groups[1]["lr"] *= self.head_lr_scale  # before the scheduler reads its base lrs
         if self.scheduler_factory is None:
             return optimizer
         scheduler = self.scheduler_factory(optimizer)

@@ -102,3 +102,14 @@ def test_wrong_data_for_loss_fails_clearly(tiny_llama_dir, synthetic_dir, tmp_pa
     args = [a.replace("--model.loss=mse", "--model.loss=bt") for a in args]
     with pytest.raises(TypeError, match="trains on preference pairs"):
         _fit(args)
+
+
+def test_head_lr_scale_puts_the_head_in_its_own_group(tiny_llama_dir, synthetic_dir, tmp_path):
+    cli = reward_main(_args(tiny_llama_dir, synthetic_dir, tmp_path, "bt", ("--model.head_lr_scale=10",)), run=False)
+    cli.model.configure_model()
+    optimizer = cli.model.configure_optimizers()
+    optimizer = optimizer["optimizer"] if isinstance(optimizer, dict) else optimizer
+    body, head = optimizer.param_groups
+    assert body["lr"] == pytest.approx(0.01) and head["lr"] == pytest.approx(0.1)
+    assert {id(p) for p in head["params"]} == {id(p) for p in cli.model.model.head.parameters()}
+    assert len(body["params"]) + len(head["params"]) == sum(p.requires_grad for p in cli.model.parameters())

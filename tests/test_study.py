@@ -12,8 +12,10 @@ import torch
 
 from rlhf.data.disagreement import divergence_label
 from rlhf.data.synthetic import PROMPTS
-from rlhf.study.evaluate import PairRewards, TruthPairs, truth_metrics, tune_lambda
-from rlhf.study.report import markdown, orderings, summarise
+from rlhf.metrics import auroc
+from rlhf.study.evaluate import PairRewards, TruthPairs, item_runs, truth_metrics, tune_lambda
+from rlhf.study.report import intervals, markdown, orderings, sigma_target, summarise
+from rlhf.study.policies import POLICY_RMS
 from rlhf.study.variants import EXPO_ALPHAS, VARIANTS, variant
 from rlhf.study.world import CONTESTED_PROMPTS, WorldSpec, _tastes, make_study_world, write_study_world
 
@@ -95,24 +97,76 @@ def test_mean_var_lambda_is_tuned_and_used():
     assert m["sigma_ratio_contested"] == pytest.approx(0.95 / 0.15)
 
 
-def test_orderings_and_table():
+def _runs_with_accuracy(acc: float, n: int, seeds: int) -> list[dict]:
+    """Item runs of a fake variant: the first round(acc·n) items right, every metric's data the same shape as item_runs."""
+    from rlhf.study.bootstrap import accuracy_stat, auroc_stat
+
+    correct = torch.arange(n) < round(acc * n)
+    scores = torch.linspace(0, 1, n)
+    return [{m: accuracy_stat(correct, torch.ones(n, dtype=torch.bool)) for m in ("truth_accuracy", "truth_accuracy_contested", "label_accuracy")}
+            | {"auroc_contested": auroc_stat(scores, torch.arange(n) % 2 == 0), "auroc_labels": auroc_stat(scores, torch.arange(n) % 2 == 0)} for _ in range(seeds)]
+
+
+def test_orderings_table_and_verdicts():
+    from rlhf.study.report import CLAIMS
+
     names = [v.name for v in VARIANTS]
-    per_seed = {n: [{"truth_accuracy": 0.6 + 0.01 * i, "auroc_labels": 0.5, "auroc_contested": 0.5}, {"truth_accuracy": 0.62 + 0.01 * i, "auroc_labels": 0.5, "auroc_contested": 0.5}] for i, n in enumerate(names)}
-    per_seed["mean-var"] = [{"truth_accuracy": 0.6, "auroc_labels": 0.7, "auroc_contested": 0.8}] * 2
-    per_seed["scaled-bt-init-expo"] = [{"truth_accuracy": 0.5, "auroc_labels": 0.5, "auroc_contested": 0.5}] * 2
-    summary = summarise(per_seed)
-    assert summary["bt"]["truth_accuracy"][0] == pytest.approx(0.63)
-    assert summary["bt"]["truth_accuracy"][1] == pytest.approx(math.sqrt(2e-4))
-    checks = {claim: held for claim, held, _ in orderings(summary)}
-    assert len(checks) == 12
+    runs = {name: _runs_with_accuracy(0.6 + 0.05 * i, 100, 2) for i, name in enumerate(names)}
+    runs["scaled-bt-init-expo"] = _runs_with_accuracy(0.5, 100, 2)
+    table = intervals(runs, 100, n_boot=50)
+    assert table["bt"]["truth_accuracy"].estimate == pytest.approx(0.7)
+    checks = {c["claim"]: c for c in orderings(runs, 100, n_boot=50)}
+    assert len(checks) == len(CLAIMS) == 13
     # accuracy rises with the index in VARIANTS (every claim compares a later row with an earlier one), except ExPO
-    assert checks["Helpfulness-only regression beats 5-attribute regression (93.0 vs 92.4)"]
-    assert checks["Scaled BT from regression beats both regressions (93.7 vs 93.0)"]
-    assert not checks["ExPO on top adds (94.1 vs 93.7)"]
-    assert checks["Mean-Var divergence AUROC beats BT's, against the contested truth"]
-    table = markdown(summary, orderings(summary))
-    assert "| BT from scratch, regular | 91.5 | 0.482 | 63.0 ± 1.4 |" in table
-    assert table.count("**held**") + table.count("**did not hold**") == 12
+    assert checks["Helpfulness-only regression beats 5-attribute regression (93.0 vs 92.4)"]["verdict"] == "held"
+    assert checks["ExPO on top adds (94.1 vs 93.7)"]["verdict"] == "reversed"
+    assert checks["Mean-Var divergence AUROC beats BT's, against the contested truth"]["verdict"] == "unresolved"  # same scores
+    target = sigma_target(runs, table, 100, n_boot=50)
+    assert target["difference"] == [0.0, 0.0, 0.0] and not target["met"]
+    text = markdown(table, list(checks.values()), summarise({"bt": [{"alpha": 1.0}]}), target)
+    assert "| BT from scratch, regular | 91.5 | 0.482 | 70.0 [" in text
+    assert text.count("**held**") + text.count("**reversed**") + text.count("**unresolved**") == 13
+
+
+def test_paired_bootstrap_interval_matches_the_normal_approximation():
+    """One seed, paired per-item differences d ∈ {−1, 0, 1}: the interval is ≈ mean ± 1.96·sd(d)/√N."""
+    from rlhf.study.bootstrap import accuracy, accuracy_stat, paired_interval
+
+    g = torch.Generator().manual_seed(0)
+    n = 4000
+    a = torch.rand(n, generator=g) < 0.72
+    b = torch.where(torch.rand(n, generator=g) < 0.8, a, torch.rand(n, generator=g) < 0.5)  # mostly the same items right
+    ones = torch.ones(n, dtype=torch.bool)
+    iv = paired_interval(accuracy, [accuracy_stat(a, ones)], [accuracy_stat(b, ones)], n, n_boot=2000)
+    d = a.double() - b.double()
+    half = 1.96 * float(d.std()) / math.sqrt(n)
+    assert iv.estimate == pytest.approx(float(d.mean()))
+    assert (iv.high - iv.low) / 2 == pytest.approx(half, rel=0.1)
+    assert iv.low < iv.estimate < iv.high
+
+
+def test_paired_bootstrap_resamples_seeds_and_gives_verdicts():
+    """A statistic that ignores the items and is 0.1 (seed 0) or 0.3 (seed 1) above B: replicates are 0.1, 0.2, 0.3."""
+    from rlhf.study.bootstrap import Interval, paired_interval
+
+    constant = lambda run, idx: torch.full((idx.shape[0],), run, dtype=torch.float64)  # noqa: E731
+    iv = paired_interval(constant, [0.6, 0.8], [0.5, 0.5], 100, n_boot=500)
+    assert (iv.estimate, iv.low, iv.high) == pytest.approx((0.2, 0.1, 0.3))
+    assert iv.verdict == "held"
+    assert Interval(-0.2, -0.3, -0.1).verdict == "reversed" and Interval(0.1, -0.1, 0.3).verdict == "unresolved"
+
+
+def test_item_runs_give_truth_metrics_on_all_items():
+    from rlhf.study.bootstrap import paired_interval
+    from rlhf.study.report import STATS
+
+    g = torch.Generator().manual_seed(1)
+    n = 60
+    truth = _truth(torch.rand(n, 2, generator=g).mul(4).tolist(), (torch.rand(n, generator=g) < 0.3).tolist(), torch.randint(-1, 2, (n,), generator=g).tolist(), torch.randint(-1, 2, (n,), generator=g).tolist())
+    rewards = PairRewards(torch.randn(n, 2, generator=g), torch.rand(n, 2, generator=g))
+    expected = truth_metrics(rewards, truth, 0.5)
+    for metric, run in item_runs(rewards, truth, 0.5).items():
+        assert paired_interval(STATS[metric], [run], None, n, n_boot=10).estimate == pytest.approx(expected[metric], abs=1e-6), metric
 
 
 def test_variants_reference_each_other():
@@ -132,7 +186,7 @@ def test_study_smoke(tiny_llama_dir, tmp_path, monkeypatch):
     from rlhf.study.__main__ import main
 
     monkeypatch.chdir(REPO)
-    results = main(["--seeds", "0", "--out", str(tmp_path / "run"), "--results", str(tmp_path / "results"), "--model", str(tiny_llama_dir), "--world-size", "24", "8", "8", "--max-steps", "1"])
+    results = main(["--seeds", "0", "--out", str(tmp_path / "run"), "--results", str(tmp_path / "results"), "--model", str(tiny_llama_dir), "--world-size", "24", "8", "8", "--max-steps", "1", "--n-boot", "20", "--policy-prompts", "2", "--kl-coefs", "0.1", "--dpo-losses", "dpo"])
     assert set(results["per_seed"]) == {v.name for v in VARIANTS}
     for name, runs in results["per_seed"].items():
         assert len(runs) == 1 and 0.0 <= runs[0]["truth_accuracy"] <= 1.0, name
@@ -142,3 +196,82 @@ def test_study_smoke(tiny_llama_dir, tmp_path, monkeypatch):
     assert (tmp_path / "run/seed0/margin-bt-init/checkpoint/model.safetensors").is_file()
     assert (tmp_path / "results/study.png").stat().st_size > 10_000
     assert "Orderings of the paper" in (tmp_path / "results/study.md").read_text()
+    assert {c["verdict"] for c in results["orderings"]} <= {"held", "reversed", "unresolved"} and len(results["orderings"]) == 13
+    from safetensors.torch import load_file
+
+    scores = load_file(tmp_path / "results/scores.safetensors")
+    assert scores["bt.seed0.reward"].shape == (8, 2) and scores["mean-var.seed0.sigma"].shape == (8, 2)
+    policies = results["policies"]["policies"]
+    assert set(policies) == {"base", "dpo-dpo"} | {f"reinforce-{rm}-kl0.1" for rm in POLICY_RMS}
+    assert all(0.0 <= p["gold"][0] <= 4.0 and math.isfinite(p["kl"]) for p in policies.values())
+    assert results["policies"]["best_rm_at_matched_kl"] in POLICY_RMS
+    assert (tmp_path / "results/policies.png").stat().st_size > 10_000 and (tmp_path / "run/seed0/scaled-bt-init-expo/checkpoint/config.yaml").is_file()
+
+
+def test_sigma_head_learns_a_trivially_visible_disagreement():
+    """Unit-sized σ check: pooled features carry a "contested" flag (dim 0) and the quality gap (dim 1). Contested
+    pairs' annotators split between the two extreme classes, agreed pairs' all pick the class of the gap. A
+    MeanVarHead trained with the KL loss and learned ρ must give contested responses a clearly larger σ."""
+    from rlhf.losses import mean_var_kl_loss
+    from rlhf.models.heads import MeanVarHead
+
+    torch.manual_seed(0)
+    n = 128
+    contested = torch.arange(n) % 2 == 0
+    gap = torch.randint(0, 5, (n,))  # the agreed class, 0..4
+    noise = torch.randn(n, 2, 6) * 0.1
+    feats = torch.cat([contested.float()[:, None, None].expand(n, 2, 1), torch.stack([torch.zeros(n), (gap.float() - 2) / 2], 1)[..., None], noise], -1)
+    target = torch.nn.functional.one_hot(gap, 5).double()
+    target[contested] = torch.tensor([0.5, 0.0, 0.0, 0.0, 0.5], dtype=torch.float64)
+    head = MeanVarHead(8, learned_rho=True).double()
+    opt = torch.optim.Adam(head.parameters(), lr=0.05)
+    for _ in range(150):
+        mu, sigma = head(feats.reshape(2 * n, 8).double())
+        mu, sigma = mu.view(n, 2), sigma.view(n, 2)
+        loss = mean_var_kl_loss(mu[:, 0], sigma[:, 0], mu[:, 1], sigma[:, 1], target, head.rho())
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    with torch.no_grad():
+        _, sigma = head(feats.reshape(2 * n, 8).double())
+        sigma = sigma.view(n, 2).mean(1)
+    assert float(sigma[contested].mean() / sigma[~contested].mean()) > 2.0
+    assert float(auroc(sigma, contested)) == 1.0
+
+
+def test_gold_scorer_reads_the_generators_quality_from_the_text():
+    """Every generated response of a study world: the generator's q is one of the scorer's readings of the text,
+    and it is the scorer's q whenever the text determines it (most responses; cut-off fragments can hide a fact)."""
+    from rlhf.study.gold import gold_quality
+
+    world = make_study_world(WorldSpec(n_train=400, n_val=0, n_test=0))["train"]
+    determined = 0
+    for s in world:
+        for r in s.item.responses:
+            g = gold_quality(s.item.prompt, r.text)
+            assert any(abs(c - r.quality) < 1e-9 for c in g.candidates), (s.item.prompt, r.text, r.features)
+            if g.determined:
+                determined += 1
+                assert g.quality == pytest.approx(r.quality, abs=1e-9), (s.item.prompt, r.text, r.features)
+    assert determined / (2 * len(world)) > 0.75
+
+
+def test_gold_scorer_hand_values():
+    from rlhf.study.gold import gold_quality
+
+    # on topic, right, fluent, no repeat, complete, 2 facts (detail ½): 4·(0.25 + 0.10 + 0.25 + 0.15 + 0.15 + 0.05)
+    assert gold_quality("Tell me about the cat.", "The cat says meow. It has soft fur.").quality == pytest.approx(3.8)
+    # the same text for a question about the dog: off topic, so its facts do not count either
+    assert gold_quality("Tell me about the dog.", "The cat says meow. It has soft fur.").quality == pytest.approx(4 * (0.25 + 0.15 + 0.15 + 0.05))
+    # shuffled second sentence, repeated fact: fluent ½, no_repeat 0, detail 0
+    g = gold_quality("Tell me about the cat.", "The cat says meow. Meow says it.")
+    assert g.determined and g.quality == pytest.approx(4 * (0.25 + 0.10 + 0.125 + 0.15))
+    # free text states no fact: only "no repetition" counts; without a final period it is not complete either
+    assert gold_quality("Tell me about the cat.", "Once upon a time there was a girl").quality == pytest.approx(0.6)
+
+
+def test_matched_gold_interpolates_at_the_smallest_largest_kl():
+    from rlhf.study.policies import matched_gold
+
+    kl, gold = matched_gold({"a": [(0.0, 1.0), (2.0, 3.0), (4.0, 2.0)], "b": [(0.0, 1.0), (1.0, 1.5)]})
+    assert kl == 1.0 and gold == pytest.approx({"a": 2.0, "b": 1.5})

@@ -31,6 +31,10 @@ from rlhf.eval.rewardbench_data import BenchPair
 from rlhf.eval.score_pairs import encode_pairs, pad_id_of, score_sequences
 from rlhf.metrics import LAMBDA_GRID, auroc, best_lambda, mean_var_divergence, pearson, scalar_divergence
 
+STUDY_LAMBDA_GRID: tuple[float, ...] = LAMBDA_GRID + (8.0, 16.0, 64.0)
+"""λ values the study tries for the mean-variance divergence score: the repo's grid plus large λ, where σ dominates."""
+
+
 @dataclass(frozen=True)
 class TruthPairs:
     """N pairs with their hidden truth and annotation labels: q (N, 2), contested (N,) bool, aggregate sign (N,)
@@ -89,6 +93,29 @@ def tune_lambda(rewards: PairRewards, truth: TruthPairs, grid: tuple[float, ...]
     """The λ of `grid` with the best contested-vs-agreed AUROC on these (validation) pairs; first best on ties."""
     r, sigma = rewards.reward, rewards.sigma
     return best_lambda(r[:, 0], sigma[:, 0], r[:, 1], sigma[:, 1], truth.contested, grid)[0]
+
+
+ITEM_METRICS: tuple[str, ...] = ("truth_accuracy", "truth_accuracy_contested", "label_accuracy", "auroc_contested", "auroc_labels")
+"""The metrics `item_runs` builds per item, for the paired bootstrap (`rlhf.study.bootstrap`)."""
+
+
+def item_runs(rewards: PairRewards, truth: TruthPairs, lam: float | None = None, min_gap: float = 0.25) -> dict[str, tuple]:
+    """Per-item data of each `ITEM_METRICS` metric: (2, N) [correct, counts] for accuracies (`bootstrap.accuracy`),
+    (scores, labels, counts) for AUROCs (`bootstrap.resampled_auroc`). On all items they give `truth_metrics`."""
+    from rlhf.study.bootstrap import accuracy_stat, auroc_stat
+
+    q, r = truth.q, rewards.reward.double()
+    q_sign = torch.sign(q[:, 1] - q[:, 0]).long()
+    predicted = torch.sign(r[:, 1] - r[:, 0]).long()
+    clear = (q[:, 1] - q[:, 0]).abs() >= min_gap
+    score = divergence_scores(rewards, lam)
+    return {
+        "truth_accuracy": accuracy_stat(predicted == q_sign, clear),
+        "truth_accuracy_contested": accuracy_stat(predicted == q_sign, clear & truth.contested),
+        "label_accuracy": accuracy_stat(predicted == truth.label_sign, truth.label_sign != 0),
+        "auroc_contested": auroc_stat(score, truth.contested),
+        "auroc_labels": auroc_stat(score, truth.divergence == 1, truth.divergence >= 0),
+    }
 
 
 def truth_metrics(rewards: PairRewards, truth: TruthPairs, lam: float | None = None, min_gap: float = 0.25) -> dict[str, float]:

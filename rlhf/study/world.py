@@ -44,7 +44,7 @@ class WorldSpec:
     seed: int = 0
     n_train: int = 1000
     n_val: int = 250
-    n_test: int = 250
+    n_test: int = 1000
     contested_share: float = 0.3
     taste: float = 2.0
     min_detail_gap: float = 0.5
