@@ -85,7 +85,7 @@ def _absolute_backbone(meta: dict[str, Any]) -> dict[str, Any]:
     if backbone is None:
         return meta
     spec = dataclasses.asdict(backbone) if dataclasses.is_dataclass(backbone) else dict(backbone)
-    if Path(spec["name_or_path"]).is_dir():
+    if "name_or_path" in spec and Path(spec["name_or_path"]).is_dir():
         spec["name_or_path"] = str(Path(spec["name_or_path"]).resolve())
     return {**meta, "backbone": spec}
 

@@ -111,11 +111,9 @@ def _slug(name: str) -> str:
     return re.sub(r"[^A-Za-z0-9._-]+", "_", name).strip("_") or "model"
 
 
-def _score_checkpoints(args: argparse.Namespace, names: list[str]) -> list[RewardBenchResult]:
+def _score_checkpoints(args: argparse.Namespace, names: list[str], pairs: list) -> list[RewardBenchResult]:
     from rich.progress import Progress as Bar
 
-    pairs = hub_pairs() if args.hub else load_pairs(args.data)
-    pairs = select(pairs, args.subsets, args.max_per_subset)
     results = []
     for checkpoint, name in zip(args.checkpoint, names):
         with Bar() as bar:
@@ -132,12 +130,15 @@ def _score_checkpoints(args: argparse.Namespace, names: list[str]) -> list[Rewar
 def main(argv: Sequence[str] | None = None) -> list[RewardBenchResult]:
     """Run the command line; returns the results in table order."""
     args = parse_args(argv)
-    check_writable(args.out, "directory")  # before any model loads
     for path in args.scores:
         load_scores(path)  # a bad scores file fails now, not after the checkpoints are scored
+    pairs = None
+    if args.checkpoint:  # a bad data file fails now too, before the checkpoints are looked at
+        pairs = select(hub_pairs() if args.hub else load_pairs(args.data), args.subsets, args.max_per_subset)
     names = args.name or [_default_name(c, True) for c in args.checkpoint] + [_default_name(s, False) for s in args.scores]
-    _check_inputs(args, names)
-    results = _score_checkpoints(args, names[: len(args.checkpoint)]) if args.checkpoint else []
+    _check_inputs(args, names)  # also picks the default --out
+    check_writable(args.out, "directory")  # before any model loads
+    results = _score_checkpoints(args, names[: len(args.checkpoint)], pairs) if args.checkpoint else []
     for path, name in zip(args.scores, names[len(args.checkpoint) :]):
         results.append(evaluate_scores(path, name, args.subsets, args.max_per_subset))
     data = f"hub:{HUB_ID}/filtered" if args.hub else args.data

@@ -14,7 +14,7 @@ from rlhf.schedules import WarmupConstantLR
 class CharTokenizer:
     """One id per character plus BOS, enough to count lengths exactly."""
 
-    def __call__(self, text: str, add_special_tokens: bool = True) -> dict:
+    def __call__(self, text: str, add_special_tokens: bool = True, verbose: bool = True) -> dict:
         return {"input_ids": ([1] if add_special_tokens else []) + [3 + (ord(c) % 90) for c in text]}
 
 

@@ -416,7 +416,7 @@ def _serve_main(argv: list[str], monkeypatch) -> dict:
         return FakeServer()
 
     monkeypatch.setattr(serve, "build_server", fake_build)
-    serve.main(["--model", "unused", *argv])
+    serve.main(["--model", "unused", "--max-item-tokens", "400", *argv])  # an explicit limit: no settings to read
     return seen
 
 

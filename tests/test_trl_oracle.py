@@ -49,7 +49,9 @@ def test_bt_loss_and_gradients_equal_trl_reward_trainer(loss, tiny_llama_dir, tm
     batch = collate_preferences([EncodedPair(c, r, m) for c, r, m in PAIRS], pad_id=0, side="right")
     ours = module.training_step(batch, 0)
     ours.backward()
-    ours_grads = _grads(rm)
+    # training_step scales each micro-batch's gradient by its pairs and the optimizer step divides by the step's total
+    # (RewardModelModule._counted, so token-budget micro-batches weigh every pair alike): one micro-batch here
+    ours_grads = {n: g / batch.num_pairs for n, g in _grads(rm).items()}
 
     # TRL's classifier: our (LoRA) body and our head weight as its `score`; it pools at the last non-pad token
     tokenizer = load_tokenizer(str(tiny_llama_dir))
