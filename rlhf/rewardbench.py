@@ -89,15 +89,13 @@ def parse_args(argv: Sequence[str] | None = None) -> argparse.Namespace:
 
 
 def _check_inputs(args: argparse.Namespace, names: list[str]) -> None:
-    """Fail on a missing input or an existing result before any model loads."""
+    """Fail on a checkpoint without its settings or an existing result before any model loads (the data and score
+    files were already read by `main`, which raises on a missing or malformed one)."""
     from rlhf.checkpoint import read_meta
 
     for checkpoint in args.checkpoint:
         read_meta(checkpoint)  # a checkpoint of this repo
         read_eval_settings(checkpoint)  # a checkpoint without its settings is refused, not scored with guessed ones
-    for path in [*args.scores, *([] if args.hub or not args.checkpoint else [args.data])]:
-        if not Path(path).is_file():
-            raise FileNotFoundError(f"{path}: no such file")
     args.out = args.out or str(Path("runs/rewardbench") / "+".join(_slug(n) for n in names))
     refuse_to_replace(Path(args.out) / "rewardbench.json", args.overwrite, "RewardBench results")
 
