@@ -206,6 +206,9 @@ def test_study_smoke(tiny_llama_dir, tmp_path, monkeypatch):
     assert all(0.0 <= p["gold"][0] <= 4.0 and math.isfinite(p["kl"]) for p in policies.values())
     assert results["policies"]["best_rm_at_matched_kl"] in POLICY_RMS
     assert (tmp_path / "results/policies.png").stat().st_size > 10_000 and (tmp_path / "run/seed0/scaled-bt-init-expo/checkpoint/config.yaml").is_file()
+    # a stopped study resumes: a run trained with the same train.py arguments is reused, not trained again
+    again = main(["--seeds", "0", "--out", str(tmp_path / "run"), "--results", str(tmp_path / "again"), "--model", str(tiny_llama_dir), "--world-size", "24", "8", "8", "--max-steps", "1", "--n-boot", "20", "--policy-prompts", "0", "--variants", "bt"])
+    assert again["reused_runs"] == 1 and again["per_seed"]["bt"][0]["truth_accuracy"] == results["per_seed"]["bt"][0]["truth_accuracy"]
 
 
 def test_sigma_head_learns_a_trivially_visible_disagreement():

@@ -47,6 +47,7 @@ def _parse(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--policy-prompts", type=int, default=64, help="test prompts each policy answers (0: skip the policy stage)")
     p.add_argument("--kl-coefs", type=float, nargs="+", default=list(KL_COEFS), help="REINFORCE KL coefficients of the policy stage")
     p.add_argument("--dpo-losses", nargs="+", default=list(DPO_LOSSES), choices=list(DPO_LOSSES), help="DPO variants of the policy stage")
+    p.add_argument("--retrain", action="store_true", help="train every RM again (default: reuse a run whose train.py arguments match, e.g. after a stopped study)")
     return p.parse_args(argv)
 
 
@@ -80,6 +81,26 @@ def train_args(v: Variant, seed: int, run_dir: Path, data_dir: Path, model: str,
     return args
 
 
+def _train_once(argv: list[str], run_dir: Path, retrain: bool) -> float | None:
+    """Train one RM with train.py's CLI, or reuse the finished run in `run_dir` when it was trained with the same
+    arguments (`study_run.json`, written after the fit). Returns the reused run's training seconds, None if trained now."""
+    import json
+
+    from rlhf.cli import reward_main
+
+    record = run_dir / "study_run.json"
+    if not retrain and record.is_file() and (run_dir / "checkpoint" / "model.safetensors").is_file():
+        done = json.loads(record.read_text())
+        if done.get("argv") == argv:
+            print(f"[study] reusing {run_dir} (same train.py arguments; --retrain trains it again)", flush=True)
+            return float(done["seconds"])
+    record.unlink(missing_ok=True)
+    t0 = time.perf_counter()
+    reward_main(argv)
+    write_json(record, {"argv": argv, "seconds": round(time.perf_counter() - t0, 1)})
+    return None
+
+
 def _evaluate(path: Path, truth: dict, expo_weak: Path | None = None) -> tuple[dict[str, float], PairRewards]:
     """Test metrics and test rewards of one checkpoint; mean-variance λ and ExPO α chosen on the validation split."""
     from rlhf.expo import extrapolated_scorers
@@ -104,7 +125,6 @@ def _evaluate(path: Path, truth: dict, expo_weak: Path | None = None) -> tuple[d
 
 
 def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
-    from rlhf.cli import reward_main
     from rlhf.study.evaluate import truth_pairs
     from safetensors.torch import save_file
 
@@ -129,18 +149,20 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
     per_seed: dict[str, list[dict[str, float]]] = {v.name: [] for v in variants}
     total, done, loop_start = len(args.seeds) * len(variants), 0, time.perf_counter()
     runs: dict[str, list[dict]] = {v.name: [] for v in variants}
+    reused = 0
     scores: dict[str, torch.Tensor] = {f"truth.{k}": getattr(truth["test"]["pairs"], k).contiguous() for k in ("q", "contested", "label_sign", "divergence")}
     for seed in args.seeds:
         for v in variants:
-            t0 = time.perf_counter()
+            t0, train_seconds = time.perf_counter(), None
             run_dir = args.out / f"seed{seed}" / v.name
             if v.expo_of:
                 metrics, rewards = _evaluate(args.out / f"seed{seed}" / v.expo_of[1] / "checkpoint", truth, args.out / f"seed{seed}" / v.expo_of[0] / "checkpoint")
             else:
                 init = args.out / f"seed{seed}" / v.init_from / "checkpoint" if v.init_from else None
-                reward_main(train_args(v, seed, run_dir, args.out / "data", args.model, init, args.max_steps, args.max_epochs))
+                train_seconds = _train_once(train_args(v, seed, run_dir, args.out / "data", args.model, init, args.max_steps, args.max_epochs), run_dir, args.retrain)
+                reused += train_seconds is not None
                 metrics, rewards = _evaluate(run_dir / "checkpoint", truth)
-            metrics["seconds"] = round(time.perf_counter() - t0, 1)
+            metrics["seconds"] = round(time.perf_counter() - t0 + (train_seconds or 0.0), 1)
             per_seed[v.name].append(metrics)
             runs[v.name].append(item_runs(rewards, truth["test"]["pairs"], metrics.get("lambda")))
             scores[f"{v.name}.seed{seed}.reward"] = rewards.reward.contiguous()
@@ -161,7 +183,7 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
         wall = round(time.perf_counter() - start, 1)
         results = {
             "command": command, "seeds": args.seeds, "world": asdict(spec), "model": args.model, "wall_seconds": wall, "n_boot": args.n_boot,
-            "threads": args.threads, "machine": f"{platform.machine()}, {platform.system()}, python {platform.python_version()}",
+            "threads": args.threads, "reused_runs": reused, "machine": f"{platform.machine()}, {platform.system()}, python {platform.python_version()}",
             "per_seed": per_seed, "summary": {k: {m: list(v) for m, v in d.items()} for k, d in summary.items()},
             "intervals": {k: {m: list(astuple(iv)) for m, iv in d.items()} for k, d in table.items()},
             "orderings": checks, "sigma_target": target, "policies": policy_stage,
