@@ -36,8 +36,9 @@ demo-smollm2: $(STAMP) smollm2  # make demo's stages on the real SmolLM2 (python
 results-smollm2: $(STAMP) smollm2  # docs/results/smollm2/ (python -m rlhf.results.smollm2): 1-2 h on 2 idle cores
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m rlhf.results.smollm2
 
+TEST_WORKERS ?= 2  # pytest-xdist workers, one torch thread each (tests/conftest.py); a module stays on one worker
 test: $(STAMP) smollm2
-	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest -q
+	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations 25
 
 readme-check: $(STAMP)  # every CPU command of the README's usage guide, in a temporary copy (~10 min on 2 cores)
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python tests/readme_check.py

@@ -11,9 +11,15 @@ import os
 import shutil
 from pathlib import Path
 
-import pytest
-import torch
+# One intra-op thread per test process (and for the commands tests start): `make test` runs two pytest workers on the
+# 2-core machine, and on these model sizes a second thread per process oversubscribes the cores without speeding a step.
+os.environ.setdefault("OMP_NUM_THREADS", "1")
+os.environ.setdefault("MKL_NUM_THREADS", "1")
 
+import pytest  # noqa: E402
+import torch  # noqa: E402
+
+torch.set_num_threads(int(os.environ["OMP_NUM_THREADS"]))
 REPO = Path(__file__).resolve().parents[1]
 os.environ.setdefault("WANDB_MODE", "offline")
 os.environ.setdefault("WANDB_SILENT", "true")
