@@ -180,7 +180,7 @@ def test_variants_reference_each_other():
         variant("nope")
 
 
-def test_study_smoke(tiny_llama_dir, tmp_path, monkeypatch):
+def test_study_smoke(tiny_llama_dir, tmp_path, monkeypatch, capsys):
     """The whole command on a 24/8/8-prompt world with one training step per variant: every variant is trained (or
     extrapolated), scored and reported."""
     from rlhf.study.__main__ import main
@@ -206,9 +206,11 @@ def test_study_smoke(tiny_llama_dir, tmp_path, monkeypatch):
     assert all(0.0 <= p["gold"][0] <= 4.0 and math.isfinite(p["kl"]) for p in policies.values())
     assert results["policies"]["best_rm_at_matched_kl"] in POLICY_RMS
     assert (tmp_path / "results/policies.png").stat().st_size > 10_000 and (tmp_path / "run/seed0/scaled-bt-init-expo/checkpoint/config.yaml").is_file()
-    # a stopped study resumes: a run trained with the same train.py arguments is reused, not trained again
-    again = main(["--seeds", "0", "--out", str(tmp_path / "run"), "--results", str(tmp_path / "again"), "--model", str(tiny_llama_dir), "--world-size", "24", "8", "8", "--max-steps", "1", "--n-boot", "20", "--policy-prompts", "0", "--variants", "bt"])
-    assert again["reused_runs"] == 1 and again["per_seed"]["bt"][0]["truth_accuracy"] == results["per_seed"]["bt"][0]["truth_accuracy"]
+    # a stopped study resumes: every RM and policy trained with the same arguments is reused, not trained again
+    capsys.readouterr()
+    again = main(["--seeds", "0", "--out", str(tmp_path / "run"), "--results", str(tmp_path / "again"), "--model", str(tiny_llama_dir), "--world-size", "24", "8", "8", "--max-steps", "1", "--n-boot", "20", "--policy-prompts", "2", "--kl-coefs", "0.1", "--dpo-losses", "dpo"])
+    assert again["reused_runs"] == len(VARIANTS) - 1 and capsys.readouterr().out.count("[study] reusing") == len(VARIANTS) - 1 + len(policies) - 1
+    assert again["per_seed"] == results["per_seed"] | {k: [v[0] | {"seconds": again["per_seed"][k][0]["seconds"]}] for k, v in results["per_seed"].items()}
 
 
 def test_sigma_head_learns_a_trivially_visible_disagreement():

@@ -81,26 +81,6 @@ def train_args(v: Variant, seed: int, run_dir: Path, data_dir: Path, model: str,
     return args
 
 
-def _train_once(argv: list[str], run_dir: Path, retrain: bool) -> float | None:
-    """Train one RM with train.py's CLI, or reuse the finished run in `run_dir` when it was trained with the same
-    arguments (`study_run.json`, written after the fit). Returns the reused run's training seconds, None if trained now."""
-    import json
-
-    from rlhf.cli import reward_main
-
-    record = run_dir / "study_run.json"
-    if not retrain and record.is_file() and (run_dir / "checkpoint" / "model.safetensors").is_file():
-        done = json.loads(record.read_text())
-        if done.get("argv") == argv:
-            print(f"[study] reusing {run_dir} (same train.py arguments; --retrain trains it again)", flush=True)
-            return float(done["seconds"])
-    record.unlink(missing_ok=True)
-    t0 = time.perf_counter()
-    reward_main(argv)
-    write_json(record, {"argv": argv, "seconds": round(time.perf_counter() - t0, 1)})
-    return None
-
-
 def _evaluate(path: Path, truth: dict, expo_weak: Path | None = None) -> tuple[dict[str, float], PairRewards]:
     """Test metrics and test rewards of one checkpoint; mean-variance λ and ExPO α chosen on the validation split."""
     from rlhf.expo import extrapolated_scorers
@@ -125,7 +105,9 @@ def _evaluate(path: Path, truth: dict, expo_weak: Path | None = None) -> tuple[d
 
 
 def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
+    from rlhf.cli import reward_main
     from rlhf.study.evaluate import truth_pairs
+    from rlhf.study.reuse import train_once
     from safetensors.torch import save_file
 
     from rlhf.study.evaluate import item_runs
@@ -159,7 +141,7 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
                 metrics, rewards = _evaluate(args.out / f"seed{seed}" / v.expo_of[1] / "checkpoint", truth, args.out / f"seed{seed}" / v.expo_of[0] / "checkpoint")
             else:
                 init = args.out / f"seed{seed}" / v.init_from / "checkpoint" if v.init_from else None
-                train_seconds = _train_once(train_args(v, seed, run_dir, args.out / "data", args.model, init, args.max_steps, args.max_epochs), run_dir, args.retrain)
+                train_seconds = train_once(reward_main, train_args(v, seed, run_dir, args.out / "data", args.model, init, args.max_steps, args.max_epochs), run_dir, args.retrain)
                 reused += train_seconds is not None
                 metrics, rewards = _evaluate(run_dir / "checkpoint", truth)
             metrics["seconds"] = round(time.perf_counter() - t0 + (train_seconds or 0.0), 1)
@@ -208,7 +190,7 @@ def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
 
         seed = args.seeds[0]
         results = write(run_policy_stage(args.out / f"seed{seed}", args.out / "data", args.model, seed, per_seed["scaled-bt-init-expo"][0]["alpha"],
-                                         args.policy_prompts, args.n_boot, args.max_steps, tuple(args.kl_coefs), tuple(args.dpo_losses)))
+                                         args.policy_prompts, args.n_boot, args.max_steps, tuple(args.kl_coefs), tuple(args.dpo_losses), args.retrain))
     return results
 
 
