@@ -1,5 +1,5 @@
-"""The README's bad-input table again, each row as a command line: `train.py`, `align.py` or `python -m
-rlhf.rewardbench` run through `rlhf.errors.run_main` (what their `__main__` does) must print exactly one line,
+"""The README's bad-input table again, all 38 rows, each as a command line: `train.py`, `align.py`, `python -m
+rlhf.score` or `python -m rlhf.rewardbench` run through `rlhf.errors.run_main` (what their `__main__` does) must print exactly one line,
 `error: <the table's message>`, and exit with status 1 (2 for a parse error), with no traceback.
 
 The inputs are the ones `tests/test_bad_inputs.py` builds (its module fixture and helpers); the rows are read from
@@ -9,6 +9,7 @@ interpreter on a few commands, to check that each `__main__` goes through `run_m
 
 from __future__ import annotations
 
+import gzip
 import os
 import subprocess
 import sys
@@ -17,10 +18,10 @@ from typing import Callable
 
 import pytest
 
-from rlhf import rewardbench
+from rlhf import rewardbench, score
 from rlhf.cli import align_main, reward_main
-from tests.test_bad_inputs import PAIR, RATING, Env, _config, _jsonl, _other_backbone, _pickled_resume_file, _plain_safetensors, \
-    _small_vocab_backbone, env, readme_rows  # noqa: F401  (env: the module fixture)
+from tests.test_bad_inputs import PAIR, RATING, Env, _a_file, _config, _dir, _jsonl, _other_backbone, _pickled_resume_file, \
+    _plain_safetensors, _raw, _small_vocab_backbone, env, readme_rows  # noqa: F401  (env: the module fixture)
 from tests.test_commands import command
 from tests.test_reward_module import _args
 
@@ -45,6 +46,11 @@ def _resume(e: Env, ckpt: Path, *extra: str) -> tuple[Callable, list[str]]:
     return reward_main, ["fit", *_args(e.tiny, e.synthetic, e.tmp / "resumed-cmd", "bt", extra), f"--ckpt_path={ckpt}"]
 
 
+def _score(e: Env, path: Path, output: Path | None = None) -> tuple[Callable, list[str]]:
+    return score.main, ["--model", str(e.tmp / "no-model"), "--input", str(path), "--output", str(output or e.tmp / "scored-cmd.jsonl")]
+
+
+ROW = b'{"prompt": "Tell me about the cat.", "response": "A cat."}\n'
 COMMANDS: dict[str, Callable[[Env], tuple[Callable, list[str]]]] = {
     "Preference strength outside -3..3": lambda e: _train_file(e, _jsonl(e, "p1.jsonl", [PAIR, {**PAIR, "preference_strength": 5}])),
     "Pair row without a response": lambda e: _train_file(e, _jsonl(e, "p2.jsonl", [{k: v for k, v in PAIR.items() if k != "response_2"}])),
@@ -69,12 +75,29 @@ COMMANDS: dict[str, Callable[[Env], tuple[Callable, list[str]]]] = {
     "`--ckpt_path` directory without resume state": lambda e: _resume(e, e.tmp / "missing"),
     "`--ckpt_path` whose resume.ckpt holds pickled code": lambda e: _resume(e, _pickled_resume_file(e)),
     "`--ckpt_path` of a run with another head size": lambda e: _resume(e, e.rm, "--model.head.n_out=5"),
+    "Bytes that are not UTF-8 (rlhf.score)": lambda e: _score(e, _raw(e, "latin1.jsonl", ROW + b'{"prompt": "caf\xe9", "response": "x"}\n')),
+    "gzip file named .jsonl (rlhf.score)": lambda e: _score(e, _raw(e, "packed.jsonl", gzip.compress(ROW))),
+    "Duplicate key in a row (train.py)": lambda e: _train_file(e, _jsonl(e, "dup.jsonl", ['{"prompt": "P", "response_1": "A", "response_2": "B", "preference_strength": 2, "preference_strength": -2}'])),
+    "NaN or Infinity literal (rlhf.rewardbench --scores)": lambda e: (rewardbench.main, ["--scores", str(_jsonl(e, "nan.jsonl", ['{"id": 1, "subset": "alpacaeval-easy", "score_chosen": NaN, "score_rejected": 0}'])), "--out", str(e.tmp / "rb-cmd")]),
+    "Unpaired surrogate in a text field (rlhf.score)": lambda e: _score(e, _jsonl(e, "surrogate.jsonl", ['{"prompt": "hi \\ud800", "response": "x"}'])),
+    "A directory given as a data file (rlhf.score)": lambda e: _score(e, _dir(e, "rows.jsonl")),
+    "Empty or whitespace-only data file (rlhf.score)": lambda e: _score(e, _raw(e, "blank.jsonl", b"  \n\n")),
+    "Pretty-printed JSON array in a .jsonl (rlhf.score)": lambda e: _score(e, _raw(e, "array.jsonl", b'[\n  ' + ROW.strip() + b'\n]\n')),
+    "Prompt of zero-width and space characters only (align.py)": lambda e: _align(e, f"--data.path={_jsonl(e, 'zw.jsonl', [{'prompt': chr(0x200b) + ' ' + chr(0x3000) + chr(0x200d)}])}", "--data.split=null"),
+    "`rlhf.score --output` equal to `--input`": lambda e: _score(e, _raw(e, "same.jsonl", ROW), e.tmp / "same.jsonl"),
+    "`rlhf.score --output` that cannot be written": lambda e: _score(e, _raw(e, "ok.jsonl", ROW), _a_file(e) / "scored.jsonl"),
+    "`checkpoint.dirpath` that cannot be written": lambda e: _fit(e, f"--checkpoint.dirpath={_a_file(e) / 'ckpt'}"),
+    "New run into a finished checkpoint of another config": lambda e: (reward_main, ["fit", *_args(e.tiny, e.synthetic, e.tmp / "rm", "bt", ("--trainer.max_steps=3",))]),
+    "hh-rlhf pair whose transcripts differ before the last reply": lambda e: _train_file(e, _jsonl(e, "hh.jsonl", [{"chosen": "\n\nHuman: Hi\n\nAssistant: Hello", "rejected": "\n\nHuman: Hey\n\nAssistant: Go"}])),
+    "Conversational message with an unknown role": lambda e: _train_file(e, _jsonl(e, "c.jsonl", [{"chosen": [{"role": "user", "content": "Hi"}, {"role": "bot", "content": "A"}],
+                                                                                                  "rejected": [{"role": "user", "content": "Hi"}, {"role": "assistant", "content": "B"}]}])),
 }
+PREFIX_ONLY = {"`--ckpt_path` whose resume.ckpt holds pickled code", "New run into a finished checkpoint of another config"}  # the table shows the start
 ROWS = {kind: (error, message) for kind, error, message in readme_rows()}
 
 
 def test_every_table_row_has_a_command():
-    assert set(COMMANDS) <= set(ROWS) and len(COMMANDS) == 23
+    assert set(COMMANDS) == set(ROWS) and len(COMMANDS) == 38
 
 
 @pytest.mark.parametrize("kind", list(COMMANDS))
@@ -86,7 +109,7 @@ def test_bad_input_as_a_command_line(kind, env, capsys, monkeypatch):
     assert code == (2 if error == "exit 2" else 1), err
     assert err.count("\n") == 1 and "Traceback" not in err, err
     expected = "error: " + message.replace("<tmp>", str(env.tmp))
-    assert err.startswith(expected) if kind.endswith("pickled code") else err == expected + "\n", f"\n{err}{expected}"
+    assert err.startswith(expected) if kind in PREFIX_ONLY else err == expected + "\n", f"\n{err}{expected}"
 
 
 def test_real_commands_print_one_line(tmp_path):
