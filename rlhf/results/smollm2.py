@@ -5,7 +5,8 @@ from stage 1, BT from scratch), scores every RM and the zero-shot baseline (mean
 hh-rlhf pairs, the 5 HelpSteer2-Preference test pairs (ties reported apart) and a stratified RewardBench sample
 (the full 2,985 pairs for the best RM), then runs REINFORCE against the best RM and scores held-out prompts before
 and after. `RESULTS` is the published run, `DEMO` (`make demo-smollm2`) a minutes-long version of the same stages.
-The configs are copied with `runs/smollm2/` replaced by the work directory and their step counts capped.
+The configs are copied with `runs/smollm2/` replaced by the work directory and their step counts capped. A training
+stage already finished with the same config and arguments is reused (`rlhf.study.reuse`), so a stopped run resumes.
 """
 
 from __future__ import annotations
@@ -34,6 +35,7 @@ from rlhf.results.smollm2_data import write_splits
 from rlhf.results.zero_shot import zero_shot_scores
 from rlhf.rewardbench import evaluate_checkpoint
 from rlhf.score import score_file
+from rlhf.study.reuse import train_once
 
 REWARDBENCH = "data/rewardbench/filtered.jsonl"
 ZERO_SHOT = "zero-shot: mean token log-prob"
@@ -151,8 +153,10 @@ def run(work: str | Path = "runs/smollm2", sizes: Sizes = RESULTS, seed: int = 0
     for name, steps in [("stage1_regression", sizes.stage1_steps)] + [(v, sizes.stage2_steps) for v in sizes.variants]:
         t = time.perf_counter()
         print(f"\n=== {name}: python train.py fit --config configs/smollm2/{name}.yaml", flush=True)
-        reward_main(["fit", "--config", str(_config(name, work, length)), *_steps(steps)])
-        timings[name] = round(time.perf_counter() - t, 1)
+        config = _config(name, work, length)
+        reused = train_once(reward_main, ["fit", "--config", str(config), *_steps(steps)], work / ("stage1" if name == "stage1_regression" else name),
+                            extra={"config": config.read_text()})  # a stopped run resumes: a finished stage is reused
+        timings[name] = reused if reused is not None else round(time.perf_counter() - t, 1)
     checkpoints = {NAMES["stage1"]: work / "stage1/checkpoint"}
     for v in sizes.variants:
         checkpoints[NAMES[v]] = work / v / "checkpoint"
