@@ -453,3 +453,23 @@ def test_any_failure_while_decoding_fails_that_request_only():
     rejected = api.decode_request({"prompt": "a", "response": "b"})
     assert isinstance(rejected, RequestError) and rejected.status == 422
     assert str(rejected) == "body: could not be processed (TypeError: tokenizer exploded)"
+
+
+def test_shutdown_is_quiet(server):
+    """Last test on the module's server: SIGTERM (what Ctrl+C's graceful path and process managers send) ends the server
+    and its HTTP and model workers, with no stack trace and no leaked-semaphore warning from multiprocessing."""
+    os.kill(server.pid, signal.SIGTERM)
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline and Path(f"/proc/{server.pid}").exists() and "zombie" not in _state(server.pid):
+        time.sleep(0.2)
+    time.sleep(1.0)  # multiprocessing's resource tracker reports leaks as the last process exits
+    log = server.log.read_text()
+    assert "Shutting down LitServe" in log and "Application shutdown complete" in log, log[-3000:]
+    assert "Traceback" not in log and "leaked semaphore" not in log and "resource_tracker" not in log, log[-3000:]
+
+
+def _state(pid: int) -> str:
+    try:
+        return Path(f"/proc/{pid}/status").read_text().split("State:")[1].split("\n")[0].lower()
+    except (FileNotFoundError, IndexError):
+        return "gone"
