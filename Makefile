@@ -40,7 +40,7 @@ TEST_WORKERS ?= 2  # pytest-xdist workers, one torch thread each (tests/conftest
 test: $(STAMP) smollm2
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m pytest -q -n $(TEST_WORKERS) --dist loadfile --durations 25
 
-readme-check: $(STAMP)  # every CPU command of the README's usage guide, in a temporary copy (~10 min on 2 cores)
+readme-check: $(STAMP)  # every CPU command of the README's usage guide, in a temporary copy (~7 min on 2 cores)
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python tests/readme_check.py
 
 study: $(STAMP)  # reproduction study (python -m rlhf.study): ~60 min on 2 idle CPU cores (an estimate; wall time in docs/results/study/results.json), not part of make test
