@@ -43,7 +43,7 @@ test: $(STAMP) smollm2
 readme-check: $(STAMP)  # every CPU command of the README's usage guide, in a temporary copy (~7 min on 2 cores)
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python tests/readme_check.py
 
-study: $(STAMP)  # reproduction study (python -m rlhf.study): ~60 min on 2 idle CPU cores (an estimate; wall time in docs/results/study/results.json), not part of make test
+study: $(STAMP)  # reproduction study (python -m rlhf.study): ~160 min on one core (measured 2026-12-02: docs/results/study/README.md), not part of make test; resumes after a stop
 	$(BIN)/python -m rlhf.study
 
 browser:  # Debian's chromium + chromedriver for the playground's browser test (tests/test_playground.py), via apt-get
