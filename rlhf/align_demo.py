@@ -83,7 +83,7 @@ def _eval_data(cli, n_prompts: int, path: str = EVAL_PROMPTS) -> PromptDataModul
     return data
 
 
-def run_align_demo(out_dir: str | Path = "runs/demo/align", config: str = CONFIG, n_eval_prompts: int = 16, max_steps: int | None = None,
+def run_align_demo(out_dir: str | Path = "runs/demo/align", config: str = CONFIG, *, n_eval_prompts: int = 16, max_steps: int | None = None,
                    eval_prompts: str = EVAL_PROMPTS) -> dict[str, Any]:
     """Train the demo policy, write `<out_dir>/align_curves.png` and `results.json`, and return the results."""
     start, out = time.perf_counter(), Path(out_dir)

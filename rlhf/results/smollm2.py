@@ -184,7 +184,7 @@ def run(work: str | Path = "runs/smollm2", sizes: Sizes = RESULTS, seed: int = 0
     t = time.perf_counter()
     align_cfg = _config("reinforce", work, {**length, "max_steps: 40": f"max_steps: {sizes.align_steps}",
                                             f"{work}/stage2_scaled_bt/checkpoint-expo": str(checkpoints[best])})
-    align = run_align_demo(work / "align", str(align_cfg), sizes.eval_prompts, str(files["prompts_eval"]))
+    align = run_align_demo(work / "align", str(align_cfg), n_eval_prompts=sizes.eval_prompts, eval_prompts=str(files["prompts_eval"]))
     timings["reinforce"] = round(time.perf_counter() - t, 1)
     results = {
         "model": str(MODEL_DIR), "seed": seed, "sizes": dataclasses.asdict(sizes), "best_rm": best, "best_rm_path": str(checkpoints[best]),
