@@ -280,3 +280,24 @@ def test_matched_gold_interpolates_at_the_smallest_largest_kl():
 
     kl, gold = matched_gold({"a": [(0.0, 1.0), (2.0, 3.0), (4.0, 2.0)], "b": [(0.0, 1.0), (1.0, 1.5)]})
     assert kl == 1.0 and gold == pytest.approx({"a": 2.0, "b": 1.5})
+
+
+def test_a_run_is_reused_only_with_the_same_arguments_and_inputs(tmp_path):
+    """rlhf.study.reuse: same argv and input bytes → reused; an edited input file (or --retrain) → trained again."""
+    from rlhf.study.reuse import train_once
+
+    data, run_dir, calls = tmp_path / "train.jsonl", tmp_path / "run", []
+    data.write_text('{"a": 1}\n')
+
+    def fit(argv):
+        calls.append(argv)
+        (run_dir / "checkpoint").mkdir(parents=True, exist_ok=True)
+        (run_dir / "checkpoint" / "model.safetensors").write_bytes(b"w")
+
+    argv = ["fit", f"--data.train_path={data}", f"--checkpoint.dirpath={run_dir / 'checkpoint'}"]
+    assert train_once(fit, argv, run_dir) is None and len(calls) == 1
+    assert train_once(fit, argv, run_dir) is not None and len(calls) == 1  # the output checkpoint is not an input
+    data.write_text('{"a": 2}\n')
+    assert train_once(fit, argv, run_dir) is None and len(calls) == 2
+    assert train_once(fit, argv, run_dir, retrain=True) is None and len(calls) == 3
+    assert train_once(fit, [*argv, "--trainer.max_steps=3"], run_dir) is None and len(calls) == 4

@@ -6,7 +6,7 @@ hh-rlhf pairs, the 5 HelpSteer2-Preference test pairs (ties reported apart) and 
 (the full 2,985 pairs for the best RM), then runs REINFORCE against the best RM and scores held-out prompts before
 and after. `RESULTS` is the published run, `DEMO` (`make demo-smollm2`) a minutes-long version of the same stages.
 The configs are copied with `runs/smollm2/` replaced by the work directory and their step counts capped. A training
-stage already finished with the same config and arguments is reused (`rlhf.study.reuse`), so a stopped run resumes.
+stage already finished with the same config file and arguments is reused (`rlhf.study.reuse`), so a stopped run resumes.
 """
 
 from __future__ import annotations
@@ -153,9 +153,8 @@ def run(work: str | Path = "runs/smollm2", sizes: Sizes = RESULTS, seed: int = 0
     for name, steps in [("stage1_regression", sizes.stage1_steps)] + [(v, sizes.stage2_steps) for v in sizes.variants]:
         t = time.perf_counter()
         print(f"\n=== {name}: python train.py fit --config configs/smollm2/{name}.yaml", flush=True)
-        config = _config(name, work, length)
-        reused = train_once(reward_main, ["fit", "--config", str(config), *_steps(steps)], work / ("stage1" if name == "stage1_regression" else name),
-                            extra={"config": config.read_text()})  # a stopped run resumes: a finished stage is reused
+        reused = train_once(reward_main, ["fit", "--config", str(_config(name, work, length)), *_steps(steps)],
+                            work / ("stage1" if name == "stage1_regression" else name))  # a stopped run resumes: a finished stage is reused
         timings[name] = reused if reused is not None else round(time.perf_counter() - t, 1)
     checkpoints = {NAMES["stage1"]: work / "stage1/checkpoint"}
     for v in sizes.variants:

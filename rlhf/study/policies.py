@@ -48,9 +48,8 @@ def write_expo_checkpoint(weak: Path, strong: Path, alpha: float, out: Path) -> 
 
 
 def train_policies(rms: dict[str, Path], out: Path, data_dir: Path, model: str, seed: int, max_steps: int | None = None,
-                   kl_coefs: tuple[float, ...] = KL_COEFS, dpo_losses: tuple[str, ...] = DPO_LOSSES, retrain: bool = False,
-                   rm_keys: dict[str, dict] | None = None) -> dict[str, dict[str, Any]]:
-    """Train every REINFORCE and DPO policy (a finished run of the same arguments and RM key is reused,
+                   kl_coefs: tuple[float, ...] = KL_COEFS, dpo_losses: tuple[str, ...] = DPO_LOSSES, retrain: bool = False) -> dict[str, dict[str, Any]]:
+    """Train every REINFORCE and DPO policy (a finished run of the same arguments and inputs is reused,
     `rlhf.study.reuse`); {policy name: {"checkpoint", "rm", "kl_coef" or "loss"}}."""
     from rlhf.cli import align_main, dpo_main
     from rlhf.study.reuse import train_once
@@ -60,7 +59,7 @@ def train_policies(rms: dict[str, Path], out: Path, data_dir: Path, model: str, 
         for kl in kl_coefs:
             run_dir = out / f"reinforce-{rm}-kl{kl:g}"
             train_once(align_main, _common("align/study_reinforce", run_dir, model, seed, max_steps) + [f"--model.reward.init_args.path={path}", f"--model.objective.kl_coef={kl}",
-                                                                                        f"--data.path={data_dir / 'preference_train.jsonl'}"], run_dir, retrain, (rm_keys or {}).get(rm))
+                                                                                        f"--data.path={data_dir / 'preference_train.jsonl'}"], run_dir, retrain)
             policies[run_dir.name] = {"checkpoint": run_dir / "checkpoint", "rm": rm, "kl_coef": kl}
     for loss in dpo_losses:
         run_dir = out / f"dpo-{loss}"
@@ -133,7 +132,7 @@ def run_policy_stage(seed_dir: Path, data_dir: Path, model: str, seed: int, expo
     rms = {name: seed_dir / name / "checkpoint" for name in POLICY_RMS if not variant(name).expo_of}
     weak, strong = variant("scaled-bt-init-expo").expo_of
     rms["scaled-bt-init-expo"] = write_expo_checkpoint(seed_dir / weak / "checkpoint", seed_dir / strong / "checkpoint", expo_alpha, seed_dir / "scaled-bt-init-expo" / "checkpoint")
-    policies = train_policies(rms, seed_dir / "policies", data_dir, model, seed, max_steps, kl_coefs, dpo_losses, retrain, {"scaled-bt-init-expo": {"expo_alpha": expo_alpha}})
+    policies = train_policies(rms, seed_dir / "policies", data_dir, model, seed, max_steps, kl_coefs, dpo_losses, retrain)
     data = PromptDataModule(path=str(data_dir / "preference_test.jsonl"), split="test", tokenizer=model, template=TemplateSpec("steerlm", ""),
                             max_prompt_length=128, batch_size=16, limit=n_prompts, shuffle=False)
     data.setup("fit")
