@@ -33,7 +33,7 @@ smollm2-data: $(STAMP)
 demo-smollm2: $(STAMP) smollm2  # make demo's stages on the real SmolLM2 (python -m rlhf.demo_smollm2), < 15 min on 2 cores
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m rlhf.demo_smollm2
 
-results-smollm2: $(STAMP) smollm2  # docs/results/smollm2/ (python -m rlhf.results.smollm2): 1-2 h on 2 idle cores
+results-smollm2: $(STAMP) smollm2  # docs/results/smollm2/ (python -m rlhf.results.smollm2): ~2 h on 2 cores
 	WANDB_MODE=offline WANDB_SILENT=true $(BIN)/python -m rlhf.results.smollm2
 
 TEST_WORKERS ?= 2  # pytest-xdist workers, one torch thread each (tests/conftest.py); a module stays on one worker
