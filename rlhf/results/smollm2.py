@@ -56,8 +56,9 @@ class Sizes:
     eval_prompts: int
 
 
-# sized to the 2-core machine (measured 2026-12-02: stage 2 ~18 s per step of 8 pairs, RM scoring ~0.3 s per sequence,
-# a REINFORCE step of 4 prompts x 4 samples ~90 s): about 2 h for RESULTS, under 15 min for DEMO
+# sized to the 2-core machine, measured 2026-12-02: stage 2 ~18 s per step of 8 pairs, RM scoring ~0.3 s per sequence,
+# a REINFORCE step of 4 prompts x 4 samples 37 s (93 s while other jobs shared the machine). RESULTS took 120 min.
+# DEMO took 17.6 min with 4 REINFORCE steps and 60 val pairs; with 2 and 40 it is not yet re-timed (aim: < 15 min)
 RESULTS = Sizes(None, 30, ("stage2_scaled_bt", "stage2_bt", "bt_scratch"), 512, None, 3, True, 6, 8)
 DEMO = Sizes(6, 8, ("stage2_scaled_bt",), 384, 40, 1, False, 2, 4)
 NAMES = {"stage1": "stage 1: regression (helpfulness)", "stage2_scaled_bt": "stage 2: scaled BT from stage 1",
