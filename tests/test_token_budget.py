@@ -70,7 +70,7 @@ def test_one_step_over_micro_batches_equals_one_plain_batch(loss, tiny_llama_dir
     plain batch of all the examples: each labelled attribute (or pair) weighs the same, not each micro-batch."""
     from safetensors.torch import load_file
 
-    from tests.test_multiprocess import BUDGET, _common, _fit
+    from tests.test_multiprocess import BUDGET, _common, _fit, assert_same_sgd_step
 
     name = "ratings" if loss == "mse" else "preference"
     train = tmp_path / "train.jsonl"  # a few rows keep the plain batch small
@@ -83,8 +83,9 @@ def test_one_step_over_micro_batches_equals_one_plain_batch(loss, tiny_llama_dir
     one_step = ["--trainer.limit_val_batches=0", "--trainer.accelerator=cpu", *BUDGET[1:]]  # shuffle off, SGD lr 1
     # accumulation longer than the epoch: Lightning steps once at the epoch's end, over all its micro-batches
     micro = _fit(data + _common(tiny_llama_dir, tmp_path / "budget", 1, 1) + one_step + ["--trainer.accumulate_grad_batches=64"])[0]
-    plain = _fit([a for a in data if "token_budget" not in a] + _common(tiny_llama_dir, tmp_path / "plain", 1000, 1) + one_step)[0]
+    whole = [a for a in data if "token_budget" not in a]
+    plain = _fit(whole + _common(tiny_llama_dir, tmp_path / "plain", 1000, 1) + one_step)[0]
+    _fit(whole + _common(tiny_llama_dir, tmp_path / "start", 1000, 1) + one_step + ["--model.optimizer.lr=0.0"])  # the same start, unmoved
     assert len(micro) > 2 and len(plain) == 1
-    budget_state, plain_state = (load_file(tmp_path / f"{r}/checkpoint/model.safetensors") for r in ("budget", "plain"))
-    for key in plain_state:
-        torch.testing.assert_close(budget_state[key], plain_state[key], atol=2e-6, rtol=0)
+    budget, plain, start = (load_file(tmp_path / f"{r}/checkpoint/model.safetensors") for r in ("budget", "plain", "start"))
+    assert_same_sgd_step(budget, plain, start)
