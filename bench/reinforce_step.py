@@ -3,7 +3,7 @@
 Both sides train the same random-weight Llama policy (`--shape`) with the same LoRA (r 8, all 7 projections), K
 samples per prompt with HF `generate` (temperature 1, no top-k/p, `--new-tokens` new tokens; random weights rarely
 emit EOS, so lengths are equal), the same frozen reward model (a 1-step checkpoint of this repo, scored through
-`rlhf.rewards.RewardModelScore`; TRL gets it as a Python reward function), β = 0.01, AdamW, `--prompts` prompts per
+`rlhf.align.rewards.RewardModelScore`; TRL gets it as a Python reward function), β = 0.01, AdamW, `--prompts` prompts per
 step. Ours runs `align.py`'s CLI (configs/align/demo_tiny.yaml with overrides); TRL's RLOOTrainer gets peft's LoRA, so
 its reference is also the adapter-off model. Timed steps follow `--warmup` untimed ones; each side runs `--repeats`
 times, alternating, and the median run is reported. TRL runs only when `trl`
@@ -26,7 +26,7 @@ from lightning.pytorch import Callback
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, SHAPES, device_name, save_random_llama, sync  # noqa: E402
-from rlhf.atomic_write import write_json  # noqa: E402
+from rlhf.files import write_json  # noqa: E402
 from rlhf.cli import align_main, reward_main  # noqa: E402
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
@@ -81,7 +81,7 @@ def run_trl(model_dir: Path, rm: Path, data_dir: Path, args, out: Path) -> list[
     from trl import RLOOConfig, RLOOTrainer
 
     from rlhf.data.prompts import PromptStats
-    from rlhf.rewards import RewardModelScore
+    from rlhf.align.rewards import RewardModelScore
 
     from rlhf.data.prompts import render_prompt, unique_prompts
     from rlhf.data.rows import read_rows

@@ -23,7 +23,7 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import SHAPES, Timer, device_name, lora_train_flops, peak_memory, peak_tflops, random_pairs, save_random_llama  # noqa: E402
-from rlhf.atomic_write import write_json  # noqa: E402
+from rlhf.files import write_json  # noqa: E402
 from rlhf.data.collate import EncodedPair, collate_preferences, collate_preferences_packed  # noqa: E402
 from rlhf.losses import PAIRWISE_LOSSES  # noqa: E402
 from rlhf.models.backbone import BackboneSpec, LoraSpec  # noqa: E402

@@ -36,7 +36,7 @@ from pathlib import Path
 import requests
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-from rlhf.atomic_write import write_json  # noqa: E402
+from rlhf.files import write_json  # noqa: E402
 
 REPO = Path(__file__).resolve().parents[1]
 RESPONSES = ["Sure, here is what I know.", "I cannot help with that.", "Once upon a time there was a little girl named Lily.", "No."]
@@ -49,7 +49,7 @@ def tiny_rm(out: Path, backbone_kind: str) -> Path:
     import torch
     import yaml
 
-    from rlhf.checkpoint import save_trained, trained_state_dict
+    from rlhf.training.checkpoint import save_trained, trained_state_dict
     from rlhf.models.backbone import BackboneSpec, LoraSpec
     from rlhf.models.heads import HeadSpec
     from rlhf.models.llama2c import convert_llama2c

@@ -7,7 +7,7 @@ The tokenizer path is given once, linked from `model.backbone.name_or_path`. The
 checkpoint holds the policy's LoRA weights and the prompt tokenizer is linked from the policy backbone.
 `dpo_main` backs `dpo.py` (offline DPO: `DPOModule` + `DPODataModule`), checkpointed and linked like align_main.
 `fit --ckpt_path <checkpoint dir>` resumes a run from the directory's `resume.ckpt`, always loaded with
-`weights_only=True` (`rlhf.resume`), and continues its CSV and wandb logs (`rlhf.run_logs`). `validate`, `test` and
+`weights_only=True` (`rlhf.training.resume`), and continues its CSV and wandb logs (`rlhf.training.run_logs`). `validate`, `test` and
 `predict` evaluate exactly the trained weights of `--ckpt_path <checkpoint dir>` (default: the config's checkpoint
 directory), say which, and leave the fit's logs and config.yaml alone. Each wandb run is finished when its command ends.
 """
@@ -21,17 +21,17 @@ import warnings
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from rlhf.checkpoint import TrainedWeightsCheckpoint, weights_path
+from rlhf.training.checkpoint import TrainedWeightsCheckpoint, weights_path
 from rlhf.data.datamodules import TokenizedDataModule
 from rlhf.data.dpo_data import DPODataModule
 from rlhf.data.prompts import PromptDataModule
-from rlhf.dpo_module import DPOModule
+from rlhf.dpo.module import DPOModule
 from rlhf.errors import one_line
-from rlhf.expo import ExpoCheckpoint
-from rlhf.reinforce_module import ReinforceModule
-from rlhf.resume import resume_file
-from rlhf.reward_module import RewardModelModule
-from rlhf.run_logs import EvaluateTrainedWeights, continue_logs, finish_loggers, record_logger_ids
+from rlhf.reward.expo import ExpoCheckpoint
+from rlhf.align.module import ReinforceModule
+from rlhf.training.resume import resume_file
+from rlhf.reward.module import RewardModelModule
+from rlhf.training.run_logs import EvaluateTrainedWeights, continue_logs, finish_loggers, record_logger_ids
 
 
 # Quiet at the source: Lightning's own pytree helper builds the deprecated LeafSpec at every step, and its logger
@@ -135,7 +135,7 @@ def _shared_settings() -> dict:
         "save_config_callback": ConfigToCheckpoint,
         "parser_class": OneLineErrorParser,
         "save_config_kwargs": {"overwrite": True},
-        # the data modules shard over ranks themselves (rlhf.distributed, rlhf.resume.EpochSampler)
+        # the data modules shard over ranks themselves (rlhf.training.distributed, rlhf.training.resume.EpochSampler)
         "trainer_defaults": {"enable_checkpointing": False, "use_distributed_sampler": False},
         "auto_configure_optimizers": False,
     }

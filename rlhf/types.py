@@ -2,7 +2,7 @@
 
 Text-level examples (`PreferencePair`, `RatingExample`) come out of `rlhf.data.helpsteer2`; tensor batches
 (`PreferenceBatch`, `RatingBatch`) come out of `rlhf.data.collate`; for REINFORCE, `PromptBatch` comes out of
-`rlhf.data.prompts` and `Rollout` out of `rlhf.rollout`; for DPO, `DPOBatch` out of `rlhf.data.dpo_data`. With
+`rlhf.data.prompts` and `Rollout` out of `rlhf.align.rollout`; for DPO, `DPOBatch` out of `rlhf.data.dpo_data`. With
 padding-free packing, `PackedPreferenceBatch` / `PackedRatingBatch` hold their sequences as one `PackedTokens` row. Every mask is a bool tensor where True means
 "this position counts". Batches are frozen; `.to(device)` returns a moved copy, which is also how Lightning
 transfers them (it treats any object with a `.to` method as transferable).

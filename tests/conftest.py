@@ -82,12 +82,12 @@ def trained(tiny_llama_dir, synthetic_dir, tmp_path_factory):
 
     root = tmp_path_factory.mktemp("score")
     _fit(_args(tiny_llama_dir, synthetic_dir, root / "s1", "mse"))
-    expo = ["--trainer.callbacks+=rlhf.expo.ExpoCheckpoint", f"--trainer.callbacks.weak={root / 's1' / 'checkpoint'}",
+    expo = ["--trainer.callbacks+=rlhf.reward.expo.ExpoCheckpoint", f"--trainer.callbacks.weak={root / 's1' / 'checkpoint'}",
             "--trainer.callbacks.alpha=0.52", f"--trainer.callbacks.dirpath={root / 's2' / 'checkpoint-expo'}"]
     _fit(_args(tiny_llama_dir, synthetic_dir, root / "s2", "scaled_bt", (f"--model.init_from={root / 's1' / 'checkpoint'}", *expo)))
     shutil.copytree(root / "s2" / "checkpoint", root / "s2-as-trained")
     with torch.no_grad():  # make LoRA non-trivial so a missed merge or load would show
-        from rlhf.checkpoint import load_reward_model, save_trained, read_meta, trained_state_dict
+        from rlhf.training.checkpoint import load_reward_model, save_trained, read_meta, trained_state_dict
 
         model = load_reward_model(root / "s2" / "checkpoint")
         for name, p in model.named_parameters():

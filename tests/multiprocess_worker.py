@@ -52,7 +52,7 @@ def fsdp1_gather(args: list[str]) -> dict:
     from torch.distributed.fsdp import FullyShardedDataParallel
     from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
-    from rlhf.checkpoint import trained_state_dict
+    from rlhf.training.checkpoint import trained_state_dict
     from rlhf.cli import reward_main
     from rlhf.models.sharding import decoder_layers
 
@@ -76,8 +76,8 @@ def run_job(job: dict) -> dict:
 
     if job.get("fsdp1"):
         return {"fsdp1": fsdp1_gather(job["args"]), "error": None}
-    from rlhf.expo import ExpoCheckpoint
-    from rlhf.resume import resume_file
+    from rlhf.reward.expo import ExpoCheckpoint
+    from rlhf.training.resume import resume_file
 
     cli = reward_main(job["args"], run=False)
     recorder = LocalLosses()

@@ -62,7 +62,7 @@ def commands(readme: str) -> list[str]:
                 found.append((block.start(), i, " ".join(line.split())))
     for inline in re.finditer(r"`(\.venv/bin/python [^`]*--[^`]*)`", guide):
         if inline[1].split()[-1].startswith("--") and len(inline[1].split()) <= 4:
-            continue  # a fragment naming one option (e.g. `rlhf.score --packing`), shown whole elsewhere
+            continue  # a fragment naming one option (e.g. `rlhf.reward.score --packing`), shown whole elsewhere
         found.append((inline.start(), 0, inline[1]))
     return [cmd for _, _, cmd in sorted(found)]
 
@@ -114,7 +114,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"readme-check in {work}: {demo_outputs(work, env)}", flush=True)
     failures, seen = [], snapshot(work)
     for cmd in commands((REPO / "README.md").read_text()):
-        reason = None if "rlhf.plan" in cmd else next((why for key, why in SKIP.items() if key in cmd), None)  # plan: CPU only
+        reason = None if "rlhf.training.plan" in cmd else next((why for key, why in SKIP.items() if key in cmd), None)  # plan: CPU only
         if args.only and args.only not in cmd:
             continue
         if reason:

@@ -20,8 +20,10 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from rlhf import rewardbench, score
-from rlhf.checkpoint import load_reward_model
+from rlhf.eval import rewardbench
+
+from rlhf.reward import score
+from rlhf.training.checkpoint import load_reward_model
 from rlhf.cli import align_main, reward_main
 from rlhf.data.datamodules import PreferenceDataModule, RatingDataModule
 from rlhf.data.prompts import PromptDataModule
@@ -137,7 +139,7 @@ def _raw(env: Env, name: str, data: bytes) -> Path:
 
 
 def _score(env: Env, path: Path, output: Path | None = None) -> None:
-    """python -m rlhf.score with a model that does not exist: the input and output must fail first, before any load."""
+    """python -m rlhf.reward.score with a model that does not exist: the input and output must fail first, before any load."""
     score.main(["--model", str(env.tmp / "no-model"), "--input", str(path), "--output", str(output or env.tmp / "scored.jsonl")])
 
 
@@ -146,7 +148,7 @@ def _a_file(env: Env) -> Path:
 
 
 def _align(env: Env, *extra: str) -> None:
-    align_main([f"--model.backbone.name_or_path={env.tiny}", "--model.reward=rlhf.rewards.CharFrequencyReward",
+    align_main([f"--model.backbone.name_or_path={env.tiny}", "--model.reward=rlhf.align.rewards.CharFrequencyReward",
                 f"--data.path={env.synthetic / 'preference_train.jsonl'}", *extra], run=False)
 
 
@@ -174,35 +176,35 @@ BAD_INPUTS: list[tuple[str, str, str, Trigger]] = [
      "<tmp>/q.jsonl, line 1, field 'prompt': expected a non-empty string, got an empty or whitespace-only string",
      lambda e: PromptDataModule(path=str(_jsonl(e, "q.jsonl", [{"prompt": " "}])), split=None, tokenizer=str(e.tiny)).setup("fit")),
     # input files: every reader (training, scoring, prompts, RewardBench) shares these rules, checked before any model loads
-    ("Bytes that are not UTF-8 (rlhf.score)", "BadRowError", "<tmp>/latin1.jsonl, line 2: not valid UTF-8 (byte 0xe9 at column 16)",
+    ("Bytes that are not UTF-8 (rlhf.reward.score)", "BadRowError", "<tmp>/latin1.jsonl, line 2: not valid UTF-8 (byte 0xe9 at column 16)",
      lambda e: _score(e, _raw(e, "latin1.jsonl", b'{"prompt": "Tell me about the cat.", "response": "A cat."}\n{"prompt": "caf\xe9", "response": "x"}\n'))),
-    ("gzip file named .jsonl (rlhf.score)", "ValueError",
+    ("gzip file named .jsonl (rlhf.reward.score)", "ValueError",
      "<tmp>/packed.jsonl: is gzip-compressed; name it packed.jsonl.gz (read directly) or decompress it",
      lambda e: _score(e, _raw(e, "packed.jsonl", gzip.compress(b'{"prompt": "Tell me about the cat.", "response": "A cat."}\n')))),
     ("Duplicate key in a row (train.py)", "BadRowError",
      "<tmp>/dup.jsonl, line 1: duplicate key 'preference_strength' (JSON keeps only the last; fix the row)",
      lambda e: _pairs(e, _jsonl(e, "dup.jsonl", ['{"prompt": "P", "response_1": "A", "response_2": "B", "preference_strength": 2, "preference_strength": -2}']))),
-    ("NaN or Infinity literal (rlhf.rewardbench --scores)", "BadRowError",
+    ("NaN or Infinity literal (rlhf.eval.rewardbench --scores)", "BadRowError",
      "<tmp>/nan.jsonl, line 1: NaN is not valid JSON (NaN and Infinity are not numbers JSON allows)",
      lambda e: rewardbench.main(["--scores", str(_jsonl(e, "nan.jsonl", ['{"id": 1, "subset": "alpacaeval-easy", "score_chosen": NaN, "score_rejected": 0}'])), "--out", str(e.tmp / "rb")])),
-    ("Unpaired surrogate in a text field (rlhf.score)", "BadRowError",
+    ("Unpaired surrogate in a text field (rlhf.reward.score)", "BadRowError",
      "<tmp>/surrogate.jsonl, line 1, field 'prompt': unpaired surrogate \\ud800 in text (not valid Unicode)",
      lambda e: _score(e, _jsonl(e, "surrogate.jsonl", ['{"prompt": "hi \\ud800", "response": "x"}']))),
-    ("A directory given as a data file (rlhf.score)", "IsADirectoryError", "<tmp>/rows.jsonl: is a directory, not a .jsonl file",
+    ("A directory given as a data file (rlhf.reward.score)", "IsADirectoryError", "<tmp>/rows.jsonl: is a directory, not a .jsonl file",
      lambda e: _score(e, _dir(e, "rows.jsonl"))),
-    ("Empty or whitespace-only data file (rlhf.score)", "BadRowError", "<tmp>/blank.jsonl: empty file (no rows)",
+    ("Empty or whitespace-only data file (rlhf.reward.score)", "BadRowError", "<tmp>/blank.jsonl: empty file (no rows)",
      lambda e: _score(e, _raw(e, "blank.jsonl", b"  \n\n")),),
-    ("Pretty-printed JSON array in a .jsonl (rlhf.score)", "BadRowError",
+    ("Pretty-printed JSON array in a .jsonl (rlhf.reward.score)", "BadRowError",
      "<tmp>/array.jsonl, line 1: invalid JSON (Expecting value at column 2); JSON Lines needs one JSON object per line (is this a pretty-printed JSON file?)",
      lambda e: _score(e, _raw(e, "array.jsonl", b'[\n  {"prompt": "Tell me about the cat.", "response": "A cat."}\n]\n'))),
     ("Prompt of zero-width and space characters only (align.py)", "BadRowError",
      "<tmp>/zw.jsonl, line 1, field 'prompt': expected a non-empty string, got an empty or whitespace-only string",
      lambda e: PromptDataModule(path=str(_jsonl(e, "zw.jsonl", [{"prompt": "\u200b \u3000\u200d"}])), split=None, tokenizer=str(e.tiny)).setup("fit")),
     # outputs: checked before any model loads; nothing is overwritten without being asked
-    ("`rlhf.score --output` equal to `--input`", "ValueError",
+    ("`rlhf.reward.score --output` equal to `--input`", "ValueError",
      "<tmp>/same.jsonl: is also the input <tmp>/same.jsonl; write the output elsewhere (the input would be lost)",
      lambda e: _score(e, _raw(e, "same.jsonl", b'{"prompt": "Tell me about the cat.", "response": "A cat."}\n'), e.tmp / "same.jsonl")),
-    ("`rlhf.score --output` that cannot be written", "NotADirectoryError",
+    ("`rlhf.reward.score --output` that cannot be written", "NotADirectoryError",
      "<tmp>/a-file/scored.jsonl: cannot be written, <tmp>/a-file is a file, not a directory",
      lambda e: _score(e, _raw(e, "ok.jsonl", b'{"prompt": "Tell me about the cat.", "response": "A cat."}\n'), _a_file(e) / "scored.jsonl")),
     ("`checkpoint.dirpath` that cannot be written", "NotADirectoryError",

@@ -1,5 +1,5 @@
 """The README's bad-input table again, all 38 rows, each as a command line: `train.py`, `align.py`, `python -m
-rlhf.score` or `python -m rlhf.rewardbench` run through `rlhf.errors.run_main` (what their `__main__` does) must print exactly one line,
+rlhf.reward.score` or `python -m rlhf.eval.rewardbench` run through `rlhf.errors.run_main` (what their `__main__` does) must print exactly one line,
 `error: <the table's message>`, and exit with status 1 (2 for a parse error), with no traceback.
 
 The inputs are the ones `tests/test_bad_inputs.py` builds (its module fixture and helpers); the rows are read from
@@ -18,7 +18,9 @@ from typing import Callable
 
 import pytest
 
-from rlhf import rewardbench, score
+from rlhf.eval import rewardbench
+
+from rlhf.reward import score
 from rlhf.cli import align_main, reward_main
 from tests.test_bad_inputs import PAIR, RATING, Env, _a_file, _config, _dir, _jsonl, _other_backbone, _pickled_resume_file, \
     _plain_safetensors, _raw, _small_vocab_backbone, env, readme_rows  # noqa: F401  (env: the module fixture)
@@ -37,7 +39,7 @@ def _train_file(e: Env, path: Path, loss: str = "bt") -> tuple[Callable, list[st
 
 
 def _align(e: Env, *extra: str) -> tuple[Callable, list[str]]:
-    return align_main, ["fit", f"--model.backbone.name_or_path={e.tiny}", "--model.reward=rlhf.rewards.CharFrequencyReward",
+    return align_main, ["fit", f"--model.backbone.name_or_path={e.tiny}", "--model.reward=rlhf.align.rewards.CharFrequencyReward",
                         f"--data.path={e.synthetic / 'preference_train.jsonl'}", "--trainer.max_steps=1", "--trainer.logger=false",
                         "--trainer.accelerator=cpu", f"--trainer.default_root_dir={e.tmp / 'align'}", *extra]
 
@@ -75,17 +77,17 @@ COMMANDS: dict[str, Callable[[Env], tuple[Callable, list[str]]]] = {
     "`--ckpt_path` directory without resume state": lambda e: _resume(e, e.tmp / "missing"),
     "`--ckpt_path` whose resume.ckpt holds pickled code": lambda e: _resume(e, _pickled_resume_file(e)),
     "`--ckpt_path` of a run with another head size": lambda e: _resume(e, e.rm, "--model.head.n_out=5"),
-    "Bytes that are not UTF-8 (rlhf.score)": lambda e: _score(e, _raw(e, "latin1.jsonl", ROW + b'{"prompt": "caf\xe9", "response": "x"}\n')),
-    "gzip file named .jsonl (rlhf.score)": lambda e: _score(e, _raw(e, "packed.jsonl", gzip.compress(ROW))),
+    "Bytes that are not UTF-8 (rlhf.reward.score)": lambda e: _score(e, _raw(e, "latin1.jsonl", ROW + b'{"prompt": "caf\xe9", "response": "x"}\n')),
+    "gzip file named .jsonl (rlhf.reward.score)": lambda e: _score(e, _raw(e, "packed.jsonl", gzip.compress(ROW))),
     "Duplicate key in a row (train.py)": lambda e: _train_file(e, _jsonl(e, "dup.jsonl", ['{"prompt": "P", "response_1": "A", "response_2": "B", "preference_strength": 2, "preference_strength": -2}'])),
-    "NaN or Infinity literal (rlhf.rewardbench --scores)": lambda e: (rewardbench.main, ["--scores", str(_jsonl(e, "nan.jsonl", ['{"id": 1, "subset": "alpacaeval-easy", "score_chosen": NaN, "score_rejected": 0}'])), "--out", str(e.tmp / "rb-cmd")]),
-    "Unpaired surrogate in a text field (rlhf.score)": lambda e: _score(e, _jsonl(e, "surrogate.jsonl", ['{"prompt": "hi \\ud800", "response": "x"}'])),
-    "A directory given as a data file (rlhf.score)": lambda e: _score(e, _dir(e, "rows.jsonl")),
-    "Empty or whitespace-only data file (rlhf.score)": lambda e: _score(e, _raw(e, "blank.jsonl", b"  \n\n")),
-    "Pretty-printed JSON array in a .jsonl (rlhf.score)": lambda e: _score(e, _raw(e, "array.jsonl", b'[\n  ' + ROW.strip() + b'\n]\n')),
+    "NaN or Infinity literal (rlhf.eval.rewardbench --scores)": lambda e: (rewardbench.main, ["--scores", str(_jsonl(e, "nan.jsonl", ['{"id": 1, "subset": "alpacaeval-easy", "score_chosen": NaN, "score_rejected": 0}'])), "--out", str(e.tmp / "rb-cmd")]),
+    "Unpaired surrogate in a text field (rlhf.reward.score)": lambda e: _score(e, _jsonl(e, "surrogate.jsonl", ['{"prompt": "hi \\ud800", "response": "x"}'])),
+    "A directory given as a data file (rlhf.reward.score)": lambda e: _score(e, _dir(e, "rows.jsonl")),
+    "Empty or whitespace-only data file (rlhf.reward.score)": lambda e: _score(e, _raw(e, "blank.jsonl", b"  \n\n")),
+    "Pretty-printed JSON array in a .jsonl (rlhf.reward.score)": lambda e: _score(e, _raw(e, "array.jsonl", b'[\n  ' + ROW.strip() + b'\n]\n')),
     "Prompt of zero-width and space characters only (align.py)": lambda e: _align(e, f"--data.path={_jsonl(e, 'zw.jsonl', [{'prompt': chr(0x200b) + ' ' + chr(0x3000) + chr(0x200d)}])}", "--data.split=null"),
-    "`rlhf.score --output` equal to `--input`": lambda e: _score(e, _raw(e, "same.jsonl", ROW), e.tmp / "same.jsonl"),
-    "`rlhf.score --output` that cannot be written": lambda e: _score(e, _raw(e, "ok.jsonl", ROW), _a_file(e) / "scored.jsonl"),
+    "`rlhf.reward.score --output` equal to `--input`": lambda e: _score(e, _raw(e, "same.jsonl", ROW), e.tmp / "same.jsonl"),
+    "`rlhf.reward.score --output` that cannot be written": lambda e: _score(e, _raw(e, "ok.jsonl", ROW), _a_file(e) / "scored.jsonl"),
     "`checkpoint.dirpath` that cannot be written": lambda e: _fit(e, f"--checkpoint.dirpath={_a_file(e) / 'ckpt'}"),
     "New run into a finished checkpoint of another config": lambda e: (reward_main, ["fit", *_args(e.tiny, e.synthetic, e.tmp / "rm", "bt", ("--trainer.max_steps=3",))]),
     "hh-rlhf pair whose transcripts differ before the last reply": lambda e: _train_file(e, _jsonl(e, "hh.jsonl", [{"chosen": "\n\nHuman: Hi\n\nAssistant: Hello", "rejected": "\n\nHuman: Hey\n\nAssistant: Go"}])),
@@ -116,9 +118,9 @@ def test_real_commands_print_one_line(tmp_path):
     """Through the interpreter, as a user types them: an expected error is one line and status 1 (or 2 to parse)."""
     missing = tmp_path / "nope.jsonl"
     cases = {
-        ("-m", "rlhf.score", "--model", str(tmp_path), "--input", str(missing), "--output", str(tmp_path / "o.jsonl")): (1, f"error: {missing}: no such file"),
+        ("-m", "rlhf.reward.score", "--model", str(tmp_path), "--input", str(missing), "--output", str(tmp_path / "o.jsonl")): (1, f"error: {missing}: no such file"),
         ("train.py", "fit", "--config", str(tmp_path / "nope.yaml")): (2, f"error: Parser key \"config\": File does not exist: '{tmp_path / 'nope.yaml'}'"),
-        ("-m", "rlhf.expo", "--weak", "a"): (2, "error: the following arguments are required: --strong, --out (see python -m rlhf.expo --help)"),
+        ("-m", "rlhf.reward.expo", "--weak", "a"): (2, "error: the following arguments are required: --strong, --out (see python -m rlhf.reward.expo --help)"),
     }
     env = {**os.environ, "WANDB_MODE": "offline"}
     procs = {case: subprocess.Popen([sys.executable, *case], cwd=REPO, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for case in cases}

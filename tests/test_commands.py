@@ -17,7 +17,13 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlhf import compare_policies, expo, rewardbench, score
+from rlhf.align import compare as compare_policies
+
+from rlhf.reward import expo
+
+from rlhf.eval import rewardbench
+
+from rlhf.reward import score
 from rlhf.cli import reward_main
 from rlhf.errors import run_main
 from tests.test_reward_module import _args
@@ -156,7 +162,7 @@ def test_inputs_are_checked_before_any_model_loads(runs, tmp_path, capsys, monke
     monkeypatch.setattr(score, "load_scorer", no_model)
     missing = tmp_path / "nope.jsonl"
     assert command(score.main, ["--model", runs.s2, "--input", missing, "--output", tmp_path / "o.jsonl"], capsys)[::2] == (1, f"error: {missing}: no such file\n")
-    monkeypatch.setattr("rlhf.checkpoint.load_reward_model", no_model)
+    monkeypatch.setattr("rlhf.training.checkpoint.load_reward_model", no_model)
     code, _, err = command(rewardbench.main, ["--checkpoint", runs.s2, "--data", missing, "--out", tmp_path / "rb"], capsys)
     assert (code, err) == (1, f"error: {missing}: no such file\n")
 

@@ -1,4 +1,4 @@
-"""`python -m rlhf.compare_policies` on a tiny setup: base vs a LoRA policy checkpoint under a random-head RM.
+"""`python -m rlhf.align.compare` on a tiny setup: base vs a LoRA policy checkpoint under a random-head RM.
 
 Win rate pairs sample j of prompt i with the base's sample j of prompt i, ties half; the base against itself is 0.5.
 """
@@ -11,8 +11,8 @@ import json
 import torch
 import yaml
 
-from rlhf.checkpoint import save_trained, trained_state_dict
-from rlhf.compare_policies import main, win_rate
+from rlhf.training.checkpoint import save_trained, trained_state_dict
+from rlhf.align.compare import main, win_rate
 from rlhf.data.templates import TemplateSpec
 from rlhf.models.backbone import BackboneSpec, LoraSpec, load_backbone
 from rlhf.models.heads import HeadSpec

@@ -18,7 +18,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlhf.checkpoint import read_meta
+from rlhf.training.checkpoint import read_meta
 from rlhf.cli import reward_main
 from tests.test_reward_module import _args
 

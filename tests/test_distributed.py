@@ -9,7 +9,7 @@ from types import SimpleNamespace
 
 import pytest
 
-from rlhf.distributed import ShardSampler, block, data_parallel, own_sampling
+from rlhf.training.distributed import ShardSampler, block, data_parallel, own_sampling
 
 
 def test_blocks_are_contiguous_cover_everything_once_and_differ_by_at_most_one():

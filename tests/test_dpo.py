@@ -15,7 +15,7 @@ import torch
 from rlhf.cli import dpo_main
 from rlhf.data.dpo_data import DPODataModule
 from rlhf.data.templates import TemplateSpec
-from rlhf.dpo_module import DPOModule
+from rlhf.dpo.module import DPOModule
 from rlhf.losses import DPO_LOSSES, dpo, dpo_delta, margin_dpo, masked_sum, scaled_dpo
 from rlhf.models.backbone import BackboneSpec, LoraSpec, load_tokenizer
 from tests.weight_checks import assert_only_trained_weights_changed
@@ -167,7 +167,7 @@ def test_two_step_fit_changes_only_lora_weights(tiny_llama_dir, synthetic_dir, t
     trained = {n for n, p in cli.model.model.named_parameters() if p.requires_grad}
     assert trained and all("lora_" in n for n in trained)
     assert_only_trained_weights_changed(cli.model.model, before)
-    from rlhf.checkpoint import read_meta
+    from rlhf.training.checkpoint import read_meta
     meta = read_meta(tmp_path / "checkpoint")
     assert meta["kind"] == "policy" and meta["objective"] == {"loss": loss, "beta": 0.1}
     summary = json.loads((tmp_path / "checkpoint" / "summary.json").read_text())

@@ -8,7 +8,7 @@ import torch
 from rlhf.data.collate import EncodedPair, EncodedRating, collate_preferences, collate_ratings, pad
 from rlhf.data.encode import EncodeStats, Encoder
 from rlhf.data.templates import TemplateSpec
-from rlhf.schedules import WarmupConstantLR
+from rlhf.training.schedules import WarmupConstantLR
 
 
 class CharTokenizer:

@@ -1,4 +1,4 @@
-"""ExPO (rlhf/expo.py) on effective weights: merged(extrapolated) = θ_s + α(θ_s − θ_w) for two real LoRA checkpoints,
+"""ExPO (rlhf/reward/expo.py) on effective weights: merged(extrapolated) = θ_s + α(θ_s − θ_w) for two real LoRA checkpoints,
 the callback, init_from and both exports of the result; identities and hand values on small state dicts."""
 
 import pytest
@@ -6,19 +6,19 @@ import torch
 from safetensors.torch import load_file
 from torch.testing import assert_close
 
-from rlhf.checkpoint import load_reward_model, read_meta, save_trained
+from rlhf.training.checkpoint import load_reward_model, read_meta, save_trained
 from rlhf.cli import reward_main
-from rlhf.expo import coefficients, extrapolate, extrapolate_checkpoints
-from rlhf.export import export_adapter, export_hf, load_exported_adapter
+from rlhf.reward.expo import coefficients, extrapolate, extrapolate_checkpoints
+from rlhf.reward.export import export_adapter, export_hf, load_exported_adapter
 from rlhf.models.backbone import load_sequence_classifier, merge_lora
-from rlhf.score import load_scorer
+from rlhf.reward.score import load_scorer
 from tests.test_reward_module import _args
 
 SCALE = 32 / 16  # the fixtures' LoRA: default r 16, alpha 32
 
 
 def _merged(path) -> dict[str, torch.Tensor]:
-    """Effective weights of a checkpoint as `rlhf.score` loads it: LoRA folded into the base, plus the head."""
+    """Effective weights of a checkpoint as `rlhf.reward.score` loads it: LoRA folded into the base, plus the head."""
     model = load_scorer(path)[0]
     head = {f"head.{k}": v for k, v in model.head.state_dict().items()}
     return {**{k: v.clone() for k, v in merge_lora(model.backbone).state_dict().items()}, **head}

@@ -14,7 +14,7 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlhf.checkpoint import load_reward_model, read_meta
+from rlhf.training.checkpoint import load_reward_model, read_meta
 from rlhf.data.collate import pad
 from rlhf.data.disagreement import class_distribution
 from rlhf.data.disagreement_data import EncodedDisagreement, collate_disagreements, parse_disagreement_rows

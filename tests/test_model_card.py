@@ -1,4 +1,4 @@
-"""`rlhf.model_card`: the HF export's README carries the Hub metadata header, data + licence, loss and the numbers."""
+"""`rlhf.reward.model_card`: the HF export's README carries the Hub metadata header, data + licence, loss and the numbers."""
 
 from __future__ import annotations
 
@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from rlhf.model_card import model_card
+from rlhf.reward.model_card import model_card
 
 CONFIG = """model:
   backbone:

@@ -30,7 +30,7 @@ import torch
 from safetensors.torch import load_file
 
 from rlhf.cli import reward_main
-from rlhf.expo import ExpoCheckpoint
+from rlhf.reward.expo import ExpoCheckpoint
 from tests.multiprocess_worker import LocalLosses
 
 REPO = Path(__file__).resolve().parents[1]

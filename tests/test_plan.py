@@ -1,4 +1,4 @@
-"""`rlhf.plan`: parameter counts equal real models' (tiny Llama built here, Llama 3.1 8B/70B published counts), the
+"""`rlhf.training.plan`: parameter counts equal real models' (tiny Llama built here, Llama 3.1 8B/70B published counts), the
 estimate of a small config equals the hand sum, sharding divides by the GPU count, and the 70B configs report sanely.
 """
 
@@ -10,7 +10,7 @@ import pytest
 import yaml
 
 from rlhf.models.backbone import BackboneSpec, LoraSpec, load_backbone
-from rlhf.plan import GIB, KNOWN_SHAPES, main, model_shape, plan
+from rlhf.training.plan import GIB, KNOWN_SHAPES, main, model_shape, plan
 
 REPO = Path(__file__).resolve().parents[1]
 

@@ -18,7 +18,7 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from rlhf.checkpoint import save_trained, trained_state_dict
+from rlhf.training.checkpoint import save_trained, trained_state_dict
 from rlhf.cli import align_main
 from rlhf.data.prompts import PromptDataModule
 from rlhf.data.templates import TemplateSpec, render
@@ -26,8 +26,8 @@ from rlhf.models.backbone import BackboneSpec, LoraSpec, load_tokenizer
 from rlhf.models.heads import HeadSpec
 from rlhf.models.policy import GenerationSpec
 from rlhf.models.reward_model import build_reward_model
-from rlhf.reinforce_module import ObjectiveSpec, ReinforceModule
-from rlhf.rewards import CharFrequencyReward, RewardModelScore
+from rlhf.align.module import ObjectiveSpec, ReinforceModule
+from rlhf.align.rewards import CharFrequencyReward, RewardModelScore
 from tests.weight_checks import assert_only_trained_weights_changed
 
 REPO = Path(__file__).resolve().parents[1]
@@ -74,7 +74,7 @@ def test_reward_model_scores_text_in_its_own_template(rm_checkpoint, tiny_llama_
 
 
 def test_reward_model_score_reads_an_hf_export_the_same_way(rm_checkpoint, tmp_path):
-    from rlhf.export import export_hf
+    from rlhf.reward.export import export_hf
 
     export = export_hf(rm_checkpoint, tmp_path / "hf")  # AutoModelForSequenceClassification dir with tokenizer + config.yaml
     prompts, responses = ["Hi there", "What is a cat?"], ["Hello", "A cat is an animal."]
@@ -90,7 +90,7 @@ def _fit_args(policy_dir: Path, rm_dir: Path, prompts: Path, out: Path) -> list[
     return [
         f"--model.backbone.name_or_path={policy_dir}", "--model.backbone.attn_implementation=sdpa",
         "--model.backbone.lora.r=4", "--model.backbone.lora.alpha=8",
-        "--model.reward=rlhf.rewards.RewardModelScore", f"--model.reward.path={rm_dir}",
+        "--model.reward=rlhf.align.rewards.RewardModelScore", f"--model.reward.path={rm_dir}",
         "--model.generation.num_samples=4", "--model.generation.max_new_tokens=8",
         "--model.objective.unended_penalty=0.0",  # a random policy rarely samples EOS; count every sample
         "--model.optimizer=torch.optim.AdamW", "--model.optimizer.lr=0.01", "--model.sample_table_every_n_steps=1",
@@ -198,7 +198,7 @@ def test_default_rule_fit_with_a_policy_that_ends(eos_policy_dir, rm_checkpoint,
 @pytest.mark.parametrize("dropout_in_gradient", [False, True])
 def test_kl_uses_log_probs_without_lora_dropout(eos_policy_dir, monkeypatch, dropout_in_gradient):
     """With LoRA dropout 0.9 and a reference that IS the policy without dropout, the KL must be exactly 0."""
-    from rlhf import reinforce_module
+    from rlhf.align import module as reinforce_module
     from rlhf.data.prompts import EncodedPrompt, collate_prompts
     from rlhf.models.policy import eval_mode, token_logprobs
 

@@ -14,7 +14,7 @@ import pytest
 import torch
 
 from rlhf.cli import align_main, dpo_main, reward_main
-from rlhf.resume import EpochSampler, keep_trained, restore_trained, resume_file, resumed_sampler, rng_state, set_rng_state
+from rlhf.training.resume import EpochSampler, keep_trained, restore_trained, resume_file, resumed_sampler, rng_state, set_rng_state
 from tests.test_reinforce_module import _fit_args, rm_checkpoint  # noqa: F401  (fixture)
 from tests.test_reward_module import _args
 
@@ -76,7 +76,7 @@ def test_reward_model_resume_is_exact(schedule, stop, tiny_llama_dir, synthetic_
     extra = ("--data.loader.batch_size=2", "--trainer.limit_train_batches=4", "--trainer.limit_val_batches=0",
              "--model.backbone.lora.dropout=0.1")  # 2 epochs of 4 batches: an epoch boundary inside each half; dropout draws RNG
     if schedule == "warmup":
-        extra += ("--model.scheduler=rlhf.schedules.WarmupConstantLR", "--model.scheduler.warmup_steps=5")
+        extra += ("--model.scheduler=rlhf.training.schedules.WarmupConstantLR", "--model.scheduler.warmup_steps=5")
 
     def args_for(name):
         return _args(tiny_llama_dir, synthetic_dir, tmp_path / name, "scaled_bt", extra)

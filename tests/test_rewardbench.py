@@ -21,7 +21,7 @@ from rlhf.data.templates import TemplateSpec
 from rlhf.eval.rewardbench_data import BenchPair, load_pairs, load_scores, select
 from rlhf.eval.rewardbench_scores import EXAMPLE_COUNTS, FILTERED_ROWS, SUBSET_MAPPING, rewardbench_result, section_scores, subset_accuracy
 from rlhf.eval.score_pairs import read_eval_settings, score_pairs
-from rlhf.rewardbench import evaluate_scores, main
+from rlhf.eval.rewardbench import evaluate_scores, main
 
 REPO = Path(__file__).resolve().parents[1]
 RB_DATA = REPO / "data/rewardbench/filtered.jsonl"
@@ -167,7 +167,7 @@ def test_callback_logs_sections_during_and_after_fit(tiny_llama_dir, synthetic_d
         "--trainer.enable_model_summary=false", "--trainer.limit_val_batches=0", "--trainer.num_sanity_val_steps=0",
         "--trainer.accelerator=cpu", f"--trainer.default_root_dir={tmp_path}", "--seed_everything=0",
         "--trainer.logger=lightning.pytorch.loggers.CSVLogger", f"--trainer.logger.save_dir={tmp_path}",
-        "--trainer.callbacks+=rlhf.callbacks.RewardBenchCallback", f"--trainer.callbacks.data_path={RB_DATA}",
+        "--trainer.callbacks+=rlhf.eval.callback.RewardBenchCallback", f"--trainer.callbacks.data_path={RB_DATA}",
         "--trainer.callbacks.every_n_steps=2", "--trainer.callbacks.max_per_subset=2", "--trainer.callbacks.batch_size=32",
         "--data=rlhf.data.datamodules.PreferenceDataModule", f"--data.train_path={synthetic_dir}/preference_train.jsonl",
         f"--data.val_path={synthetic_dir}/preference_val.jsonl", "--data.template.system=", "--data.max_length=128", "--data.overlength=truncate_prompt", "--data.loader.batch_size=2",
@@ -187,7 +187,7 @@ def test_callback_logs_sections_during_and_after_fit(tiny_llama_dir, synthetic_d
 
 
 def test_cli_writes_json_markdown_and_png(tiny_rm, tmp_path):
-    from rlhf.checkpoint import save_trained, trained_state_dict
+    from rlhf.training.checkpoint import save_trained, trained_state_dict
     from rlhf.models.heads import HeadSpec
 
     model, _, spec = tiny_rm

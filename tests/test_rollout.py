@@ -8,8 +8,8 @@ import torch
 
 from rlhf.data.collate import pad
 from rlhf.models.backbone import load_tokenizer
-from rlhf.rewards import CharFrequencyReward
-from rlhf.rollout import decode_responses, make_rollout, response_mask_through_eos, sample_rows
+from rlhf.align.rewards import CharFrequencyReward
+from rlhf.align.rollout import decode_responses, make_rollout, response_mask_through_eos, sample_rows
 from rlhf.types import PromptBatch
 
 T, F = True, False

@@ -1,11 +1,11 @@
 """Writes that cannot lose work, and the input-file rules every reader shares, through the command lines.
 
-- A full disk (RLIMIT_FSIZE in a subprocess) while `rlhf.score` writes leaves no output and no temporary file, and
+- A full disk (RLIMIT_FSIZE in a subprocess) while `rlhf.reward.score` writes leaves no output and no temporary file, and
   `--output` equal to `--input` is refused before the input is touched.
 - The atomic helper keeps the old file when the writer fails; a failed resume-state save leaves no `.resume.ckpt.tmp`.
 - A second fit of the same config into a finished checkpoint is refused (the checkpoint is left as it was) unless
   `--checkpoint.overwrite true`.
-- Each input rule gives the same error through every reader (`rlhf.score`, `rlhf.rewardbench --data/--scores`,
+- Each input rule gives the same error through every reader (`rlhf.reward.score`, `rlhf.eval.rewardbench --data/--scores`,
   train.py's and align.py's data modules); a BOM and `.jsonl.gz` are read like the plain file.
 """
 
@@ -22,8 +22,10 @@ from pathlib import Path
 
 import pytest
 
-from rlhf import rewardbench, score
-from rlhf.checkpoint import read_meta
+from rlhf.eval import rewardbench
+
+from rlhf.reward import score
+from rlhf.training.checkpoint import read_meta
 from rlhf.cli import reward_main
 from rlhf.data.datamodules import PreferenceDataModule
 from rlhf.data.prompts import PromptDataModule
@@ -50,7 +52,7 @@ def _score_with_disk_limit(rm: Path, inp: Path, out: Path, limit: int) -> subpro
         signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
         resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
 
-    command = [sys.executable, "-m", "rlhf.score", "--model", str(rm), "--input", str(inp), "--output", str(out)]
+    command = [sys.executable, "-m", "rlhf.reward.score", "--model", str(rm), "--input", str(inp), "--output", str(out)]
     env = {**os.environ, "OMP_NUM_THREADS": "1"}
     return subprocess.run(command, cwd=REPO, env=env, preexec_fn=limit_files, capture_output=True, text=True, timeout=300)
 
@@ -70,7 +72,7 @@ def test_full_disk_leaves_no_half_written_output_and_input_is_never_the_output(r
 
 
 def test_atomic_write_keeps_the_old_file_when_the_writer_fails(tmp_path):
-    from rlhf.atomic_write import write_with
+    from rlhf.files import write_with
 
     target = tmp_path / "results.json"
     target.write_text('{"old": true}\n')
@@ -124,9 +126,9 @@ RULES = {  # name: (file name, bytes, message fragment)
     "json-array": ("array.jsonl", b"[\n  " + ROW + b"\n]\n", "JSON Lines needs one JSON object per line"),
 }
 READERS = {
-    "rlhf.score": lambda p, t, tiny: score.main(["--model", str(t / "no-model"), "--input", str(p), "--output", str(t / "o.jsonl")]),
-    "rlhf.rewardbench --data": lambda p, t, tiny: rewardbench.main(["--checkpoint", str(t / "no-model"), "--data", str(p), "--out", str(t / "rb")]),
-    "rlhf.rewardbench --scores": lambda p, t, tiny: rewardbench.main(["--scores", str(p), "--out", str(t / "rb")]),
+    "rlhf.reward.score": lambda p, t, tiny: score.main(["--model", str(t / "no-model"), "--input", str(p), "--output", str(t / "o.jsonl")]),
+    "rlhf.eval.rewardbench --data": lambda p, t, tiny: rewardbench.main(["--checkpoint", str(t / "no-model"), "--data", str(p), "--out", str(t / "rb")]),
+    "rlhf.eval.rewardbench --scores": lambda p, t, tiny: rewardbench.main(["--scores", str(p), "--out", str(t / "rb")]),
     "train.py data": lambda p, t, tiny: PreferenceDataModule(train_path=str(p), val_path=str(p), tokenizer=str(tiny)).setup("fit"),
     "align.py prompts": lambda p, t, tiny: PromptDataModule(path=str(p), split=None, tokenizer=str(tiny)).setup("fit"),
 }

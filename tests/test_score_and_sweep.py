@@ -1,4 +1,4 @@
-"""`python -m rlhf.score` on every model format, and the ExPO command and α sweep."""
+"""`python -m rlhf.reward.score` on every model format, and the ExPO command and α sweep."""
 
 from __future__ import annotations
 
@@ -8,8 +8,10 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlhf import expo, score
-from rlhf.export import export_adapter, export_hf
+from rlhf.reward import expo
+
+from rlhf.reward import score
+from rlhf.reward.export import export_adapter, export_hf
 
 REPO = Path(__file__).resolve().parents[1]
 

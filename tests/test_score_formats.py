@@ -1,4 +1,4 @@
-"""`python -m rlhf.score` on the pair formats: the real hh-rlhf and conversational files score with no conversion.
+"""`python -m rlhf.reward.score` on the pair formats: the real hh-rlhf and conversational files score with no conversion.
 
 The same texts give the same rewards whatever format carries them; empty replies are scored and counted; ties
 are scored and left out of the accuracy; `--on-bad-row skip` skips and counts malformed rows.
@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 
-from rlhf import score
+from rlhf.reward import score
 from rlhf.data.rows import BadRowError
 from tests.test_reward_module import _args, _fit
 

@@ -27,13 +27,13 @@ import requests
 import torch
 import yaml
 
-from rlhf.checkpoint import save_trained, trained_state_dict
+from rlhf.training.checkpoint import save_trained, trained_state_dict
 from rlhf.data.templates import TemplateSpec, render
 from rlhf.models.backbone import BackboneSpec, LoraSpec
 from rlhf.models.heads import HeadSpec
 from rlhf.models.reward_model import build_reward_model
-from rlhf.remote_reward import RemoteReward, RemoteRewardError
-from rlhf.rewards import RewardModelScore
+from rlhf.align.remote_reward import RemoteReward, RemoteRewardError
+from rlhf.align.rewards import RewardModelScore
 
 REPO = Path(__file__).resolve().parents[1]
 KEY_ENV, KEY = "RLHF_TEST_RM_KEY", "test-key-123"
@@ -233,7 +233,7 @@ def test_align_runs_two_steps_against_the_server(server, tiny_llama_dir, rm_chec
 
     monkeypatch.setenv(KEY_ENV, KEY)
     args = [a for a in _fit_args(tiny_llama_dir, rm_checkpoint, synthetic_dir / "preference_train.jsonl", tmp_path) if not a.startswith("--model.reward")]
-    args += ["--model.reward=rlhf.remote_reward.RemoteReward", f"--model.reward.url={server.url}", f"--model.reward.api_key_env={KEY_ENV}",
+    args += ["--model.reward=rlhf.align.remote_reward.RemoteReward", f"--model.reward.url={server.url}", f"--model.reward.api_key_env={KEY_ENV}",
              "--model.reward.batch_size=8", "--model.reward.retries=1"]
     cli = align_main(args, run=False)
     recorder = Recorder()
@@ -261,7 +261,7 @@ def test_remote_reward_reports_a_refused_request(server, monkeypatch):
 
 
 def test_mean_variance_rm_answers_mu_and_sigma(tiny_llama_dir, tmp_path):
-    from rlhf.serve_api import RewardAPI
+    from rlhf.serve.api import RewardAPI
 
     checkpoint = _save_rm(tiny_llama_dir, tmp_path / "mv", HeadSpec(kind="mean_var"), seed=4)
     api = RewardAPI(str(checkpoint), max_batch_size=1)
@@ -278,8 +278,8 @@ def test_mean_variance_rm_answers_mu_and_sigma(tiny_llama_dir, tmp_path):
 
 
 def test_an_hf_export_serves_the_same_rewards(rm_checkpoint, offline, tmp_path):
-    from rlhf.export import export_hf
-    from rlhf.serve_api import RewardAPI
+    from rlhf.reward.export import export_hf
+    from rlhf.serve.api import RewardAPI
 
     api = RewardAPI(str(export_hf(rm_checkpoint, tmp_path / "hf")), max_batch_size=2)
     api.setup("cpu")
@@ -403,7 +403,7 @@ def test_text_longer_than_any_tokenisation_is_rejected_before_tokenising(server)
 
 def _serve_main(argv: list[str], monkeypatch) -> dict:
     """rlhf.serve.main up to the point it would start serving; returns what it would serve with."""
-    from rlhf import serve
+    from rlhf.serve import server as serve
 
     seen: dict = {}
 
@@ -439,8 +439,8 @@ def test_key_rules_at_start(monkeypatch, capsys):
 
 def test_any_failure_while_decoding_fails_that_request_only():
     """Whatever raises inside decode_request becomes that request's 422 (LitServe would fail the whole batch)."""
-    from rlhf.serve_api import RewardAPI
-    from rlhf.serve_requests import RequestError
+    from rlhf.serve.api import RewardAPI
+    from rlhf.serve.bodies import RequestError
 
     class BrokenEncoder:
         max_length = 10

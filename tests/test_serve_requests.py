@@ -1,4 +1,4 @@
-"""Request parsing of the reward-model server (`rlhf.serve_requests`), without a server: shapes, messages, field paths;
+"""Request parsing of the reward-model server (`rlhf.serve.bodies`), without a server: shapes, messages, field paths;
 and the command refusing an API-key variable that is not set."""
 
 from __future__ import annotations
@@ -6,7 +6,7 @@ from __future__ import annotations
 import pytest
 
 from rlhf.data.templates import split_turns
-from rlhf.serve_requests import Item, RequestError, join_turns, parse_get_reward, parse_score
+from rlhf.serve.bodies import Item, RequestError, join_turns, parse_get_reward, parse_score
 
 
 def test_join_turns_inverts_split_turns():
@@ -46,7 +46,7 @@ def test_get_reward():
 
 
 def test_serve_refuses_an_unset_api_key_variable(monkeypatch, capsys):
-    from rlhf import serve
+    from rlhf.serve import server as serve
 
     monkeypatch.delenv("RLHF_TEST_UNSET_KEY", raising=False)
     with pytest.raises(SystemExit):

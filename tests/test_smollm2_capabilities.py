@@ -14,9 +14,9 @@ import lightning as L
 import pytest
 import torch
 
-from rlhf.checkpoint import read_meta
+from rlhf.training.checkpoint import read_meta
 from rlhf.cli import align_main, dpo_main, reward_main
-from rlhf.rewards import RewardModelScore
+from rlhf.align.rewards import RewardModelScore
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CHAT = ["--data.template.name=chat", "--data.template.system="]  # the model's own system line
@@ -68,9 +68,9 @@ def test_bt_from_regression_and_mean_variance_fit(stage2, smollm2_dir, synthetic
 
 
 def test_expo_and_exports_keep_the_rewards(stage1, stage2, tmp_path):
-    from rlhf.expo import extrapolate_checkpoints
-    from rlhf.export import export_adapter, export_hf
-    from rlhf.serve_api import RewardAPI
+    from rlhf.reward.expo import extrapolate_checkpoints
+    from rlhf.reward.export import export_adapter, export_hf
+    from rlhf.serve.api import RewardAPI
 
     expo = extrapolate_checkpoints(str(stage1), str(stage2), str(tmp_path / "expo"), alpha=0.5).parent
     prompts = ["What is a moon like?", "Tell me about the cat."]
@@ -102,7 +102,7 @@ def test_reinforce_step_samples_end_with_im_end_and_rloo_uses_ended_samples(smol
     cli = align_main([
         f"--model.backbone.name_or_path={smollm2_dir}", *FAST[:8], "--model.backbone.lora.r=4", "--model.backbone.lora.alpha=8",
         "--model.optimizer=torch.optim.AdamW", "--model.optimizer.lr=0.0001",
-        "--model.reward=rlhf.rewards.RewardModelScore", f"--model.reward.path={stage2}",
+        "--model.reward=rlhf.align.rewards.RewardModelScore", f"--model.reward.path={stage2}",
         "--model.generation.num_samples=3", "--model.generation.max_new_tokens=24", "--model.generation.temperature=0.7",
         "--model.sample_table_every_n_steps=1", f"--data.path={_prompts(tmp_path)}", "--data.split=null", *CHAT,
         "--data.max_prompt_length=96", "--data.batch_size=2", "--data.shuffle=false",

@@ -283,8 +283,8 @@ def test_matched_gold_interpolates_at_the_smallest_largest_kl():
 
 
 def test_a_run_is_reused_only_with_the_same_arguments_and_inputs(tmp_path):
-    """rlhf.study.reuse: same argv and input bytes → reused; an edited input file (or --retrain) → trained again."""
-    from rlhf.study.reuse import train_once
+    """rlhf.training.reuse: same argv and input bytes → reused; an edited input file (or --retrain) → trained again."""
+    from rlhf.training.reuse import train_once
 
     data, run_dir, calls = tmp_path / "train.jsonl", tmp_path / "run", []
     data.write_text('{"a": 1}\n')

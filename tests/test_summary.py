@@ -11,7 +11,7 @@ import math
 import torch
 
 from rlhf.cli import reward_main
-from rlhf.summary import config_hash, final_metrics, run_summary
+from rlhf.training.summary import config_hash, final_metrics, run_summary
 from tests.test_reward_module import _args
 
 

@@ -1,6 +1,6 @@
 """configs/sweeps/*.yaml: every grid point's command parses with its program's real parser and sets the swept key to the
 swept value, and the sweep's metric is a name the program actually logs (checked on a tiny run of each program).
-Also the pure parts of `rlhf.sweep`: grid expansion and wandb's command macros.
+Also the pure parts of `rlhf.training.sweep`: grid expansion and wandb's command macros.
 """
 
 from __future__ import annotations
@@ -9,9 +9,9 @@ from pathlib import Path
 
 import pytest
 
-from rlhf import expo
+from rlhf.reward import expo
 from rlhf.cli import align_main, reward_main
-from rlhf.sweep import command, grid, load_sweep
+from rlhf.training.sweep import command, grid, load_sweep
 from tests.test_reinforce_module import _fit_args, rm_checkpoint  # noqa: F401  (fixture)
 from tests.test_reward_module import _args
 
@@ -57,7 +57,7 @@ def _get(config, dotted: str):
 def test_every_swept_key_is_a_cli_key_of_its_program(sweep_path, monkeypatch):
     monkeypatch.chdir(REPO)
     for params, argv in _swept(sweep_path):
-        if argv[1:3] == ["-m", "rlhf.expo"]:
+        if argv[1:3] == ["-m", "rlhf.reward.expo"]:
             monkeypatch.setenv("WANDB_RUN_ID", "run-7")
             parsed = vars(expo._parse(argv[3:]))
             assert parsed["sweep"] == [] and parsed["wandb_project"] and parsed["out"].endswith("/run-7")  # one directory per run

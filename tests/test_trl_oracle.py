@@ -16,7 +16,7 @@ from torch.testing import assert_close
 from rlhf.data.collate import EncodedPair, collate_preferences
 from rlhf.models.backbone import BackboneSpec, LoraSpec, load_tokenizer, sequence_classifier
 from rlhf.models.heads import HeadSpec
-from rlhf.reward_module import RewardModelModule
+from rlhf.reward.module import RewardModelModule
 
 trl = pytest.importorskip("trl", minversion="1.16")
 
@@ -80,7 +80,7 @@ def test_dpo_loss_and_gradients_equal_trl_dpo_trainer(tiny_llama_dir, tmp_path):
     from datasets import Dataset
 
     from rlhf.data.dpo_data import EncodedDPOPair, collate_dpo
-    from rlhf.dpo_module import DPOModule
+    from rlhf.dpo.module import DPOModule
 
     module = DPOModule(BackboneSpec(str(tiny_llama_dir), attn_implementation="sdpa", lora=LoraSpec(r=4, alpha=8)), loss="dpo", beta=0.5)
     module.configure_model()

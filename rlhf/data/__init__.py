@@ -1,1 +1,4 @@
-"""Data: raw rows -> typed examples (`helpsteer2`), text templates (`templates`), the synthetic world (`synthetic`)."""
+"""Data: raw rows of every supported format -> typed examples, chat templates, encoding, collation into typed batches,
+token budgets, the LightningDataModules, and the synthetic annotation world.
+Imports: `rlhf.training` (resume state, ranks), `rlhf.models` (the tokenizer loader) and the top level.
+"""

@@ -30,8 +30,8 @@ from rlhf.data.collate import PACKED_COLLATE, EncodedPair, EncodedRating, Paddin
 from rlhf.data.encode import EncodeStats, Encoder
 from rlhf.data.templates import TemplateSpec
 from rlhf.data.token_budget import budget_batches, collate_group
-from rlhf.distributed import ShardSampler, own_sampling, validation_shard
-from rlhf.resume import ResumableDataPosition, resumed_sampler
+from rlhf.training.distributed import ShardSampler, own_sampling, validation_shard
+from rlhf.training.resume import ResumableDataPosition, resumed_sampler
 from rlhf.types import PreferencePair, RatingExample
 
 

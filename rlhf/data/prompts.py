@@ -8,7 +8,7 @@ template) and cuts at the start of the assistant's text, so the policy continues
 than `max_prompt_length` tokens are dropped or cut from the left on whole turns (`turn_safe_cut`: the oldest turns
 go first, only the last user turn is cut by characters, template kept); both are counted and logged. The order is a
 pure function of (seed, epoch), sharded over the data-parallel ranks, and resume checkpoints store how far an epoch got
-(`rlhf.resume`). Left out: multi-turn rollouts and prompt weighting.
+(`rlhf.training.resume`). Left out: multi-turn rollouts and prompt weighting.
 """
 
 from __future__ import annotations
@@ -29,8 +29,8 @@ from rlhf.data.helpsteer2 import DEFAULT_REPO, hub_preference_rows
 from rlhf.data.formats import prompt_source, row_prompt
 from rlhf.data.rows import BadRowError, Row, read_rows
 from rlhf.data.templates import TemplateSpec, render_prompt, turn_safe_cut
-from rlhf.distributed import own_sampling
-from rlhf.resume import ResumableDataPosition, resumed_sampler
+from rlhf.training.distributed import own_sampling
+from rlhf.training.resume import ResumableDataPosition, resumed_sampler
 from rlhf.types import PromptBatch
 
 PromptOverlength = Literal["drop", "truncate_left"]

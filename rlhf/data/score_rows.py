@@ -1,4 +1,4 @@
-"""The rows `python -m rlhf.score` scores: single responses or pairs in any format, read with the bad-row policy.
+"""The rows `python -m rlhf.reward.score` scores: single responses or pairs in any format, read with the bad-row policy.
 
 `{prompt, response}` and conversational `{messages}` rows are "responses"; anything else is a pair format of
 `rlhf.data.formats` (detected from the first row unless named). Every readable row is kept, ties included (flagged,

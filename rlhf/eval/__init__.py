@@ -1,6 +1,4 @@
-"""Evaluation of trained reward models: RewardBench (Lambert et al., 2024) scoring, data, model scoring, reports.
-
-`rewardbench_scores` holds the pure section weighting, `rewardbench_data` the row loaders, `score_pairs` the
-batched, padding-invariant model scoring and `report` the JSON / markdown / PNG outputs. The command line is
-`python -m rlhf.rewardbench`; the training-time hook is `rlhf.callbacks.RewardBenchCallback`.
+"""Evaluation of reward models: RewardBench scoring (pure section weights, row loaders, the `python -m rlhf.eval.rewardbench`
+command, the training-time callback), batched padding-invariant pair scoring, reports and plots.
+Imports: `rlhf.data`, `rlhf.training`, `rlhf.models` and the top level.
 """

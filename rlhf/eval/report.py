@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Any, Sequence
 
 from rlhf.eval.rewardbench_scores import SECTIONS, SUBSET_MAPPING, RewardBenchResult, section_key
-from rlhf.atomic_write import write_json, write_text
+from rlhf.files import write_json, write_text
 
 COLUMNS: dict[str, str] = {"Chat": "Chat", "Chat Hard": "Chat-Hard", "Safety": "Safety", "Reasoning": "Reasoning"}
 
@@ -81,7 +81,7 @@ def subset_table(results: Sequence[RewardBenchResult]) -> str:
 
 def plot_sections(results: Sequence[RewardBenchResult], out: str | Path) -> Path:
     """Grouped bars: Overall and the four sections (×100), one bar per model, with the 50% chance line."""
-    from rlhf.plots import plt, save_figure
+    from rlhf.eval.plots import plt, save_figure
 
     groups = ["Overall", *SECTIONS]
     width = 0.8 / max(len(results), 1)

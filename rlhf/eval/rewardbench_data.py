@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Protocol, Sequence, TypeVar
 
 from rlhf.data.rows import BadRowError, Row, field_error, has_field, read_rows, require_field, require_text
-from rlhf.atomic_write import json_line, open_atomic
+from rlhf.files import json_line, open_atomic
 
 HUB_ID = "allenai/reward-bench"
 

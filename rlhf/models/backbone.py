@@ -5,7 +5,7 @@ transformers logs errors only and shows no loading bars, and bitsandbytes' optio
 level. Attention is FlashAttention-2 when the
 `flash_attn` package and CUDA are present and SDPA otherwise (configurable); gradient checkpointing is the
 non-reentrant kind, which works with frozen embeddings and LoRA. Reward models take the body without the LM head
-(`AutoModel`); policies take `AutoModelForCausalLM`. Loading a checkpoint of trained weights is `rlhf.checkpoint`'s job.
+(`AutoModel`); policies take `AutoModelForCausalLM`. Loading a checkpoint of trained weights is `rlhf.training.checkpoint`'s job.
 """
 
 from __future__ import annotations
@@ -213,7 +213,7 @@ def load_adapter_weights(model: nn.Module, directory: str) -> None:
 
 
 def load_sequence_classifier(directory: str) -> nn.Module:
-    """An exported `AutoModelForSequenceClassification` directory (see `rlhf.export`), fp32, eval mode."""
+    """An exported `AutoModelForSequenceClassification` directory (see `rlhf.reward.export`), fp32, eval mode."""
     return _transformers().AutoModelForSequenceClassification.from_pretrained(directory, dtype=torch.float32).eval()
 
 

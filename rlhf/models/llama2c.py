@@ -21,7 +21,7 @@ import torch
 from safetensors.torch import save as safetensors_save
 from torch import Tensor
 
-from rlhf.atomic_write import write_bytes, write_json
+from rlhf.files import write_bytes, write_json
 from rlhf.errors import ArgumentParser, run_main
 
 HEADER = struct.Struct("<7i")

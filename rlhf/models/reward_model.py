@@ -76,7 +76,7 @@ class RewardModel(nn.Module):
 
 
 def has_sigma(model: nn.Module) -> bool:
-    """Whether `model` (any scorer `rlhf.score.load_scorer` returns) has a mean-variance head, i.e. gives σ."""
+    """Whether `model` (any scorer `rlhf.reward.score.load_scorer` returns) has a mean-variance head, i.e. gives σ."""
     return isinstance(getattr(model, "head", None), MeanVarHead)
 
 
@@ -91,7 +91,7 @@ def build_reward_model(backbone_spec: BackboneSpec, head_spec: HeadSpec) -> Rewa
 
 
 class ExportedRewardModel(nn.Module):
-    """A Hugging Face sequence classifier (e.g. one written by `rlhf.export`) behind RewardModel's interface.
+    """A Hugging Face sequence classifier (e.g. one written by `rlhf.reward.export`) behind RewardModel's interface.
 
     The score layer is applied at the last attended token found from `attention_mask` (not from the pad id), with
     mask-derived position ids, so it pools exactly like `RewardModel`.

@@ -6,7 +6,7 @@ hh-rlhf pairs, the 5 HelpSteer2-Preference test pairs (ties reported apart) and 
 (the full 2,985 pairs for the best RM), then runs REINFORCE against the best RM and scores held-out prompts before
 and after. `RESULTS` is the published run, `DEMO` (`make demo-smollm2`) a minutes-long version of the same stages.
 The configs are copied with `runs/smollm2/` replaced by the work directory and their step counts capped. A training
-stage already finished with the same config file and arguments is reused (`rlhf.study.reuse`), so a stopped run resumes.
+stage already finished with the same config file and arguments is reused (`rlhf.training.reuse`), so a stopped run resumes.
 """
 
 from __future__ import annotations
@@ -23,7 +23,7 @@ from typing import Any
 
 import torch
 
-from rlhf.align_demo import run_align_demo
+from rlhf.demo.align import run_align_demo
 from rlhf.cli import reward_main
 from rlhf.data.formats import detect_format, scored_pair
 from rlhf.data.rows import read_rows
@@ -33,9 +33,9 @@ from rlhf.eval.rewardbench_scores import rewardbench_result
 from rlhf.models.smollm2 import DEFAULT_OUT as MODEL_DIR, convert_smollm2
 from rlhf.results.smollm2_data import write_splits
 from rlhf.results.zero_shot import zero_shot_scores
-from rlhf.rewardbench import evaluate_checkpoint
-from rlhf.score import score_file
-from rlhf.study.reuse import train_once
+from rlhf.eval.rewardbench import evaluate_checkpoint
+from rlhf.reward.score import score_file
+from rlhf.training.reuse import train_once
 
 REWARDBENCH = "data/rewardbench/filtered.jsonl"
 ZERO_SHOT = "zero-shot: mean token log-prob"

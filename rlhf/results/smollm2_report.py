@@ -11,7 +11,7 @@ import shutil
 from pathlib import Path
 from typing import Any
 
-from rlhf.plots import plt, save_figure
+from rlhf.eval.plots import plt, save_figure
 
 
 def _acc(cell: dict[str, Any]) -> str:

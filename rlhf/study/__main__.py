@@ -4,7 +4,7 @@ and of RM-guided policies judged by the world's truth.
 One command: writes the study world (rlhf/study/world.py, parameters fixed in `WorldSpec`), converts the shipped tiny
 Llama if needed, then for every seed trains the nine variants of the paper's table plus the mean-variance RM with
 train.py's CLI (configs/study/*.yaml), scores each on the validation and test splits, picks ExPO's α (exact
-extrapolation, `rlhf.expo`) and the mean-variance λ on validation, and compares the variants on test against the
+extrapolation, `rlhf.reward.expo`) and the mean-variance λ on validation, and compares the variants on test against the
 latent truth, paired over test items and seeds with 95% bootstrap intervals (`rlhf.study.bootstrap`). The policy
 stage (`rlhf.study.policies`, first seed) trains REINFORCE policies against five RMs at two KL coefficients and the DPO
 variants, and judges them with the gold scorer. Writes results.json, scores.safetensors (every test reward), study.md,
@@ -27,7 +27,7 @@ from rlhf.errors import ArgumentParser, run_main
 from rlhf.study.evaluate import PairRewards
 from rlhf.study.policies import DPO_LOSSES, KL_COEFS, POLICY_RMS
 from rlhf.study.variants import EXPO_ALPHAS, VARIANTS, Variant
-from rlhf.atomic_write import write_json, write_text, write_with
+from rlhf.files import write_json, write_text, write_with
 
 DEFAULT_MODEL = "models/tiny-llama-hf"
 
@@ -83,8 +83,8 @@ def train_args(v: Variant, seed: int, run_dir: Path, data_dir: Path, model: str,
 
 def _evaluate(path: Path, truth: dict, expo_weak: Path | None = None) -> tuple[dict[str, float], PairRewards]:
     """Test metrics and test rewards of one checkpoint; mean-variance λ and ExPO α chosen on the validation split."""
-    from rlhf.expo import extrapolated_scorers
-    from rlhf.score import load_scorer
+    from rlhf.reward.expo import extrapolated_scorers
+    from rlhf.reward.score import load_scorer
     from rlhf.study.evaluate import STUDY_LAMBDA_GRID, score_truth_pairs, truth_metrics, tune_lambda
 
     def test(model, tokenizer, settings, lam: float | None = None, extra: dict | None = None) -> tuple[dict[str, float], PairRewards]:
@@ -107,7 +107,7 @@ def _evaluate(path: Path, truth: dict, expo_weak: Path | None = None) -> tuple[d
 def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
     from rlhf.cli import reward_main
     from rlhf.study.evaluate import truth_pairs
-    from rlhf.study.reuse import train_once
+    from rlhf.training.reuse import train_once
     from safetensors.torch import save_file
 
     from rlhf.study.evaluate import item_runs

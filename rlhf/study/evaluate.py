@@ -145,7 +145,7 @@ def truth_metrics(rewards: PairRewards, truth: TruthPairs, lam: float | None = N
 
 @torch.no_grad()
 def score_truth_pairs(model, tokenizer, settings, truth_rows: list[Row], batch_size: int = 64) -> PairRewards:
-    """Score both responses of every truth row with a loaded scorer (`rlhf.score.load_scorer`)."""
+    """Score both responses of every truth row with a loaded scorer (`rlhf.reward.score.load_scorer`)."""
     from rlhf.models.reward_model import has_sigma
 
     pairs = [BenchPair("study", t.source, t.data["prompt"], t.data["response_1"], t.data["response_2"]) for t in truth_rows]

@@ -17,7 +17,7 @@ from typing import Any
 
 import torch
 
-from rlhf.rewards import RewardSource
+from rlhf.align.rewards import RewardSource
 from rlhf.study.gold import gold_quality
 
 POLICY_RMS: tuple[str, ...] = ("regression-helpfulness", "bt", "scaled-bt", "scaled-bt-init", "scaled-bt-init-expo")
@@ -39,8 +39,8 @@ def _common(config: str, run_dir: Path, model: str, seed: int, max_steps: int | 
 
 
 def write_expo_checkpoint(weak: Path, strong: Path, alpha: float, out: Path) -> Path:
-    """The ExPO RM as a checkpoint directory (exact extrapolation, `rlhf.expo`), with the strong one's config.yaml."""
-    from rlhf.expo import extrapolate_checkpoints
+    """The ExPO RM as a checkpoint directory (exact extrapolation, `rlhf.reward.expo`), with the strong one's config.yaml."""
+    from rlhf.reward.expo import extrapolate_checkpoints
 
     extrapolate_checkpoints(str(weak), str(strong), str(out), alpha)
     shutil.copy(strong / "config.yaml", out / "config.yaml")
@@ -50,9 +50,9 @@ def write_expo_checkpoint(weak: Path, strong: Path, alpha: float, out: Path) -> 
 def train_policies(rms: dict[str, Path], out: Path, data_dir: Path, model: str, seed: int, max_steps: int | None = None,
                    kl_coefs: tuple[float, ...] = KL_COEFS, dpo_losses: tuple[str, ...] = DPO_LOSSES, retrain: bool = False) -> dict[str, dict[str, Any]]:
     """Train every REINFORCE and DPO policy (a finished run of the same arguments and inputs is reused,
-    `rlhf.study.reuse`); {policy name: {"checkpoint", "rm", "kl_coef" or "loss"}}."""
+    `rlhf.training.reuse`); {policy name: {"checkpoint", "rm", "kl_coef" or "loss"}}."""
     from rlhf.cli import align_main, dpo_main
-    from rlhf.study.reuse import train_once
+    from rlhf.training.reuse import train_once
 
     policies: dict[str, dict[str, Any]] = {}
     for rm, path in rms.items():
@@ -73,7 +73,7 @@ def train_policies(rms: dict[str, Path], out: Path, data_dir: Path, model: str, 
 def judge(policy: torch.nn.Module, is_base: bool, data, tokenizer, generation, scorers: dict[str, Any], seed: int) -> dict[str, Any]:
     """Sample K responses per prompt; gold q, every scorer's score and the sequence KL to the base model of each."""
     from rlhf.models.policy import eos_token_ids, reference_logprobs, sample, token_logprobs
-    from rlhf.rollout import make_rollout
+    from rlhf.align.rollout import make_rollout
 
     torch.manual_seed(seed)
     eos = eos_token_ids(policy, tokenizer)
@@ -121,12 +121,12 @@ def matched_gold(points: dict[str, list[tuple[float, float]]]) -> tuple[float, d
 def run_policy_stage(seed_dir: Path, data_dir: Path, model: str, seed: int, expo_alpha: float, n_prompts: int, n_boot: int, max_steps: int | None = None,
                      kl_coefs: tuple[float, ...] = KL_COEFS, dpo_losses: tuple[str, ...] = DPO_LOSSES, retrain: bool = False) -> dict[str, Any]:
     """Train and judge every policy for one seed's RMs; the results dict the study report writes."""
-    from rlhf.compare_policies import load_policy
+    from rlhf.align.compare import load_policy
     from rlhf.data.prompts import PromptDataModule
     from rlhf.data.templates import TemplateSpec
     from rlhf.models.backbone import load_tokenizer
     from rlhf.models.policy import GenerationSpec
-    from rlhf.rewards import RewardModelScore
+    from rlhf.align.rewards import RewardModelScore
     from rlhf.study.variants import variant
 
     rms = {name: seed_dir / name / "checkpoint" for name in POLICY_RMS if not variant(name).expo_of}
@@ -161,7 +161,7 @@ def run_policy_stage(seed_dir: Path, data_dir: Path, model: str, seed: int, expo
 
 def plot_policies(result: dict[str, Any], out: Path) -> Path:
     """Gold gain and proxy-RM gain over the base model against KL, one line per RM (Gao et al. 2022); DPO as points."""
-    from rlhf.plots import plt, save_figure
+    from rlhf.eval.plots import plt, save_figure
 
     rows = result["policies"]
     fig, axes = plt.subplots(1, 2, figsize=(12, 4.2))

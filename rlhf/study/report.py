@@ -14,7 +14,7 @@ from pathlib import Path
 
 from dataclasses import astuple
 
-from rlhf.plots import plt, save_figure
+from rlhf.eval.plots import plt, save_figure
 from rlhf.study.bootstrap import Interval, accuracy, paired_interval, resampled_auroc
 from rlhf.study.variants import VARIANTS
 
