@@ -21,7 +21,8 @@ import warnings
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from rlhf.training.checkpoint import TrainedWeightsCheckpoint, weights_path
+from rlhf.training.checkpoint import weights_path
+from rlhf.training.checkpoint_callback import TrainedWeightsCheckpoint
 from rlhf.data.datamodules import TokenizedDataModule
 from rlhf.data.dpo_data import DPODataModule
 from rlhf.data.prompts import PromptDataModule

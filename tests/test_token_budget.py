@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 
 import pytest
-import torch
 
 from rlhf.data.datamodules import LoaderSpec, PreferenceDataModule
 from rlhf.data.templates import TemplateSpec

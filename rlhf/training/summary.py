@@ -3,7 +3,7 @@
 It holds a hash of the resolved config (runs with equal hashes are the same experiment), the final logged metrics
 (floats), the optimizer step reached, the wall time (summed over resumes) and the peak memory: CUDA's peak allocated
 bytes when a GPU was used, else the process's peak resident set size. Written atomically by
-`rlhf.training.checkpoint.TrainedWeightsCheckpoint` at the end of every `train.py`, `align.py` and `dpo.py` fit.
+`rlhf.training.checkpoint_callback.TrainedWeightsCheckpoint` at the end of every `train.py`, `align.py` and `dpo.py` fit.
 """
 
 from __future__ import annotations
