@@ -91,6 +91,16 @@ def test_the_layer_check_catches_an_upward_import(tmp_path, monkeypatch):
         fake.unlink()
 
 
+def test_only_the_models_layer_imports_transformers_peft_bitsandbytes():
+    heavy = {"transformers", "peft", "bitsandbytes"}
+    found = sorted(f"{m} imports {name}" for m, path in _modules().items() if _unit(m) != "models"
+                   for node in ast.walk(ast.parse(path.read_text()))
+                   for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else
+                                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
+                   if name.split(".")[0] in heavy)
+    assert found == []
+
+
 def test_no_module_past_300_lines():
     long = {str(p.relative_to(REPO)): n for p in [*PACKAGE.rglob("*.py"), *REPO.glob("*.py")]
             if (n := len(p.read_text().splitlines())) > 300}

@@ -19,7 +19,6 @@ from pathlib import Path
 from typing import Literal
 
 import torch
-import yaml
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
@@ -30,7 +29,7 @@ from rlhf.models.backbone import (
     DTYPES, BackboneSpec, load_adapter_weights, load_tokenizer, merge_lora, save_adapter, sequence_classifier,
 )
 from rlhf.models.heads import HEAD_LAYOUTS, HeadSpec
-from rlhf.reward.model_card import model_card
+from rlhf.reward.model_card import ADAPTER_README, HF_README, model_card, training_template
 from rlhf.models.reward_model import RewardModel, build_reward_model
 
 HEAD_FILE = "reward_head.safetensors"
@@ -64,16 +63,6 @@ def _check_no_bias(checkpoint_dir: str | Path) -> None:
         )
 
 
-def _template(checkpoint_dir: str | Path) -> str:
-    """The training template as recorded in the checkpoint's config.yaml, for the README."""
-    path = Path(checkpoint_dir) / CONFIG_NAME
-    if not path.is_file():
-        return "unknown (the checkpoint has no config.yaml)"
-    data = (yaml.safe_load(path.read_text()) or {}).get("data") or {}
-    spec = (data.get("init_args") or data).get("template")
-    return "unknown (no data.template in config.yaml)" if spec is None else json.dumps(spec)
-
-
 def _check_out(checkpoint_dir: str | Path, out_dir: str | Path) -> None:
     """Before any model loads: the export directory must be writable, not the checkpoint, and empty or an old export
     (the new export replaces the whole directory)."""
@@ -87,60 +76,6 @@ def _check_out(checkpoint_dir: str | Path, out_dir: str | Path) -> None:
 def _copy_config(checkpoint_dir: str | Path, out: Path) -> None:
     if (Path(checkpoint_dir) / CONFIG_NAME).is_file():
         shutil.copy(Path(checkpoint_dir) / CONFIG_NAME, out / CONFIG_NAME)
-
-
-HF_README = """# Reward model: LlamaForSequenceClassification export
-
-## How to score
-
-Exported by `python -m rlhf.reward.export` from `{checkpoint}` (base `{base}`). LoRA was merged into the base weights in
-float32; weights are saved as {dtype}. `config.yaml` is the full training config.{nf4_note}
-
-```python
-import torch
-from transformers import AutoModelForSequenceClassification, AutoTokenizer
-tok = AutoTokenizer.from_pretrained(DIR)  # right padding, pad {pad_token!r} (id {pad_id})
-model = AutoModelForSequenceClassification.from_pretrained(DIR).eval()
-batch = tok(texts, padding=True, return_tensors="pt")
-mask = batch["attention_mask"]
-rewards = model(**batch).logits[:, {slot}]  # config.reward_slot = {slot} ({attribute})
-```
-`logits` is (B, {n_out}): {attributes} (`config.id2label`); the scalar reward is `logits[:, {slot}]`.
-
-Texts: template {template}. For "steerlm" tokenise with the tokenizer's BOS (the default); a "chat" template writes
-BOS itself, so pass `add_special_tokens=False`.
-
-Pooling: LlamaForSequenceClassification reads each row at the rightmost token whose id is not `config.pad_token_id`;
-it ignores `attention_mask` there. This model was trained reading the last token of `attention_mask`. The two agree
-when the last real token is never the pad id. The pad here is {pad_token!r} (id {pad_id}){pad_note}.
-Otherwise take the index from the mask, as training did:
-`h = model.model(**batch).last_hidden_state`; `idx = mask.shape[1] - 1 - mask.flip(1).argmax(1)`;
-`logits = model.score(h[torch.arange(len(h)), idx])`.
-Positions: training used `position_ids = (mask.cumsum(1) - 1).clamp(min=0)`. HF's default `arange(T)` is the same for
-the real tokens of right-padded rows; with left padding pass those `position_ids` explicitly.
-"""
-
-ADAPTER_README = """# Reward model: LoRA adapter + reward head
-
-Exported by `python -m rlhf.reward.export --format adapter` from `{checkpoint}` (base `{base}`): peft's adapter directory
-(`adapter_config.json`, `adapter_model.safetensors`), the head (`{head_file}`: `weight` (n_out, H){bias_note}) and
-`{spec_file}` (the BackboneSpec and HeadSpec). `config.yaml` is the full training config. Texts: template {template}.
-
-In this repo: `rlhf.reward.export.load_exported_adapter(DIR)` gives the RewardModel (same rewards, bit for bit).
-Elsewhere (the tokenizer is the base model's):
-```python
-import torch
-from peft import PeftModel
-from safetensors.torch import load_file
-from transformers import AutoModel
-body = PeftModel.from_pretrained(AutoModel.from_pretrained(BASE), DIR).eval()
-head = load_file(f"{{DIR}}/{head_file}")
-h = body(input_ids=ids, attention_mask=mask, position_ids=(mask.cumsum(1) - 1).clamp(min=0)).last_hidden_state
-last = h[torch.arange(len(h)), mask.shape[1] - 1 - mask.flip(1).argmax(1)]  # last attended token, either padding side
-outputs = last @ head["weight"].T{bias_code}  # (B, {n_out}): {attributes}
-rewards = outputs[:, {slot}]
-```
-"""
 
 
 def _export_pad(tokenizer) -> str:
@@ -195,7 +130,7 @@ def export_hf(checkpoint_dir: str | Path, out_dir: str | Path, dtype: Literal["f
             checkpoint=checkpoint_dir, base=spec.name_or_path, dtype=dtype, nf4_note=nf4, pad_token=tokenizer.pad_token,
             pad_id=tokenizer.pad_token_id, pad_note=pad_note,
             slot=model.reward_slot, attribute=attributes[model.reward_slot], n_out=head_spec.n_out,
-            attributes=", ".join(attributes), template=_template(checkpoint_dir),
+            attributes=", ".join(attributes), template=training_template(checkpoint_dir),
         )
         card = model_card(checkpoint_dir, readme, base_model_id or spec.name_or_path, list(attributes), license)
         (out / "README.md").write_text(card)
@@ -226,7 +161,7 @@ def export_adapter(checkpoint_dir: str | Path, out_dir: str | Path, name_or_path
             checkpoint=checkpoint_dir, base=spec.name_or_path, head_file=HEAD_FILE, spec_file=SPEC_FILE,
             bias_note=", `bias` (n_out,)" if has_bias else "", bias_code=' + head["bias"]' if has_bias else "",
             n_out=head_spec.n_out, attributes=", ".join(HEAD_LAYOUTS[head_spec.n_out]), slot=model.reward_slot,
-            template=_template(checkpoint_dir),
+            template=training_template(checkpoint_dir),
         )
         (out / "README.md").write_text(readme)  # replaces peft's generic model card
     return Path(out_dir)
