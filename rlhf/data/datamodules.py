@@ -32,7 +32,7 @@ from rlhf.data.templates import TemplateSpec
 from rlhf.data.token_budget import budget_batches, collate_group
 from rlhf.training.distributed import ShardSampler, own_sampling, validation_shard
 from rlhf.training.resume import ResumableDataPosition, resumed_sampler
-from rlhf.types import PreferencePair, RatingExample
+from rlhf.types import PreferenceBatch, PreferencePair, RatingBatch, RatingExample
 
 
 @dataclass(frozen=True)
@@ -62,6 +62,8 @@ class LoaderSpec:
 
 class TokenizedDataModule(ResumableDataPosition, LightningDataModule):
     """Shared base: tokenizer loading, encoding statistics and DataLoaders (not used directly in configs)."""
+
+    batch_type: type  # the batch `collate` gives (its packed twin with loader.packing); modules check it once, at setup
 
     def __init__(self, tokenizer: str | None, template: TemplateSpec, max_length: int, overlength: Literal["drop", "truncate_prompt"], loader: LoaderSpec, on_bad_row: Literal["error", "skip"]):
         super().__init__()
@@ -194,6 +196,7 @@ class PreferenceDataModule(TokenizedDataModule):
         return path
 
     collate = staticmethod(collate_preferences)
+    batch_type = PreferenceBatch
 
     def _pairs(self, split: Literal["train", "val"]) -> tuple[list[PreferencePair], str]:
         """The split's pairs and the load summary (format detected and why, counts) for the log."""
@@ -241,6 +244,7 @@ class RatingDataModule(TokenizedDataModule):
         return path
 
     collate = staticmethod(collate_ratings)
+    batch_type = RatingBatch  # the extra val_pairs_path set gives PreferenceBatches
 
     def _load_split(self, encoder: Encoder, split: Literal["train", "val"]) -> list[EncodedRating]:
         rows, load_stats = helpsteer2.load_rating_examples(self._source(split), self.helpfulness_only, on_bad_row=self.on_bad_row)

@@ -137,6 +137,7 @@ class DisagreementDataModule(PreferenceDataModule):
         self.rule = rule
 
     collate = staticmethod(collate_disagreements)
+    batch_type = DisagreementBatch
 
     def _load_split(self, encoder: Encoder, split: Literal["train", "val"]) -> list[EncodedDisagreement]:
         rows, unreadable = helpsteer2.source_rows(self._source(split), self.on_bad_row)

@@ -98,6 +98,7 @@ class DPODataModule(PreferenceDataModule):
         super().__init__(train_path, val_path, hub_id, tokenizer, template, max_length, overlength, loader, on_bad_row, format, strength_field, split_values)
 
     collate = staticmethod(collate_dpo)
+    batch_type = DPOBatch
 
     def _encoder(self) -> DPOEncoder:
         base = super()._encoder()
