@@ -23,7 +23,7 @@ from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCL
 
 from rlhf.training.checkpoint import weights_path
 from rlhf.training.checkpoint_callback import TrainedWeightsCheckpoint
-from rlhf.data.datamodules import TokenizedDataModule
+from rlhf.data.loaders import TokenizedDataModule
 from rlhf.data.dpo_data import DPODataModule
 from rlhf.data.prompts import PromptDataModule
 from rlhf.dpo.module import DPOModule
