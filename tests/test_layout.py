@@ -1,6 +1,7 @@
-"""The package's layout by capability holds: imports point only down the layers of `rlhf/__init__.py` (no cycles),
-no module is past 300 lines, the top level holds only the math, the shared types and the CLI, every subpackage says in
-three lines what lives there and what it may import, and the old module paths (imports, `python -m`, YAML
+"""The package's layout by capability holds: imports point only down the layers of `rlhf/__init__.py` (no cycles;
+the check itself is shown to catch an upward import), only `rlhf.models` imports transformers / peft / bitsandbytes,
+no module is past 300 lines, the top level holds only the math, the shared types and the CLI, every subpackage says
+in three lines what lives there and what it may import, and the old module paths (imports, `python -m`, YAML
 `class_path`s) still work as aliases of the new modules, with a FutureWarning naming the new path.
 """
 

@@ -1,4 +1,4 @@
-"""The reward-model playground: `GET /` of `python -m rlhf.serve` returns one static HTML page (rlhf/static).
+"""The reward-model playground: `GET /` of `python -m rlhf.serve` returns one static HTML page (rlhf/serve/static).
 
 The page (`playground.html`: no build step, no CDN, works offline) takes a prompt and two or more responses, POSTs
 them to `/score` (sending `X-API-Key` when the user types one in) and shows each reward, every head output as a bar
