@@ -59,8 +59,8 @@ class Sizes:
 
 # sized to the 2-core machine, measured 2026-12-02: stage 2 ~18 s per step of 8 pairs, RM scoring ~0.3 s per sequence,
 # a REINFORCE step of 4 prompts x 4 samples 37 s (93 s while other jobs shared the machine). RESULTS took 120 min.
-# DEMO took 17.6 min with 4 REINFORCE steps and 60 val pairs, and 16.7 min with 2 steps and 40 pairs on a shared
-# machine (REINFORCE 399 s of it: 122 s of generation per step); now 30 pairs, 2 x 4 eval samples of 48 new tokens
+# DEMO (30 val pairs, 2 REINFORCE steps, 2 x 4 eval samples of 48 new tokens) took 8.2 min idle, measured 2026-12-02:
+# stage 1 81 s, stage 2 125 s, four evaluations 214 s, REINFORCE 63 s; 16.7 min on a machine shared with other jobs
 RESULTS = Sizes(None, 30, ("stage2_scaled_bt", "stage2_bt", "bt_scratch"), 512, None, 3, True, 6, 8)
 DEMO = Sizes(6, 8, ("stage2_scaled_bt",), 384, 30, 1, False, 2, 2, 48)
 NAMES = {"stage1": "stage 1: regression (helpfulness)", "stage2_scaled_bt": "stage 2: scaled BT from stage 1",
