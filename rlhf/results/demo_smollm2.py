@@ -1,9 +1,10 @@
 """`make demo-smollm2`: the stages of `make demo` on the real SmolLM2-135M-Instruct, sized for minutes on 2 cores.
 
 Stage 1 regression (6 steps) on the shipped HelpSteer ratings, stage 2 scaled BT from it (8 steps) on hh-rlhf +
-HelpSteer2-Preference pairs with the ExPO checkpoint, accuracy on 60 held-out hh-rlhf pairs and the 5 HelpSteer2-
-Preference test pairs against the zero-shot baseline, a 1-pair-per-subset RewardBench sample, and 4 REINFORCE steps
-against the best RM with real before/after samples. It is `rlhf.results.smollm2.run` with `DEMO` sizes, in
+HelpSteer2-Preference pairs with the ExPO checkpoint, accuracy on 30 held-out hh-rlhf pairs and the HelpSteer2-
+Preference test pairs against the zero-shot baseline, a 1-pair-per-subset RewardBench sample, and 2 REINFORCE steps
+(4 prompts x 4 samples of up to 48 new tokens) against the best RM with real before/after samples of 2 eval prompts.
+It is `rlhf.results.smollm2.run` with `DEMO` sizes, in
 runs/demo-smollm2/. Too short to train a good RM: the numbers show the pipeline on real weights, not the recipe's.
 """
 

@@ -54,13 +54,15 @@ class Sizes:
     full_rewardbench: bool
     align_steps: int
     eval_prompts: int
+    max_new_tokens: int = 96  # of each REINFORCE sample (the config's own: 96)
 
 
 # sized to the 2-core machine, measured 2026-12-02: stage 2 ~18 s per step of 8 pairs, RM scoring ~0.3 s per sequence,
 # a REINFORCE step of 4 prompts x 4 samples 37 s (93 s while other jobs shared the machine). RESULTS took 120 min.
-# DEMO took 17.6 min with 4 REINFORCE steps and 60 val pairs; with 2 and 40 it is not yet re-timed (aim: < 15 min)
+# DEMO (30 val pairs, 2 REINFORCE steps, 2 x 4 eval samples of 48 new tokens) took 8.2 min idle, measured 2026-12-02:
+# stage 1 81 s, stage 2 125 s, four evaluations 214 s, REINFORCE 63 s; 16.7 min on a machine shared with other jobs
 RESULTS = Sizes(None, 30, ("stage2_scaled_bt", "stage2_bt", "bt_scratch"), 512, None, 3, True, 6, 8)
-DEMO = Sizes(6, 8, ("stage2_scaled_bt",), 384, 40, 1, False, 2, 4)
+DEMO = Sizes(6, 8, ("stage2_scaled_bt",), 384, 30, 1, False, 2, 2, 48)
 NAMES = {"stage1": "stage 1: regression (helpfulness)", "stage2_scaled_bt": "stage 2: scaled BT from stage 1",
          "stage2_scaled_bt/checkpoint-expo": "stage 2: scaled BT + ExPO (alpha 0.52)", "stage2_bt": "stage 2: BT from stage 1",
          "bt_scratch": "BT from scratch"}
@@ -185,6 +187,7 @@ def run(work: str | Path = "runs/smollm2", sizes: Sizes = RESULTS, seed: int = 0
         full, timings["rewardbench full (best)"] = _rb(full_result), round(time.perf_counter() - t, 1)
     t = time.perf_counter()
     align_cfg = _config("reinforce", work, {**length, "max_steps: 40": f"max_steps: {sizes.align_steps}",
+                                            "max_new_tokens: 96": f"max_new_tokens: {sizes.max_new_tokens}",
                                             f"{work}/stage2_scaled_bt/checkpoint-expo": str(checkpoints[best])})
     align = run_align_demo(work / "align", str(align_cfg), n_eval_prompts=sizes.eval_prompts, eval_prompts=str(files["prompts_eval"]))
     timings["reinforce"] = round(time.perf_counter() - t, 1)
