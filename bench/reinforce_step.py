@@ -26,8 +26,8 @@ from lightning.pytorch import Callback
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import REPO, SHAPES, device_name, save_random_llama, sync  # noqa: E402
-from rlhf.files import write_json  # noqa: E402
 from rlhf.cli import align_main, reward_main  # noqa: E402
+from rlhf.files import write_json  # noqa: E402
 
 TARGETS = ["q_proj", "k_proj", "v_proj", "o_proj", "gate_proj", "up_proj", "down_proj"]
 
@@ -80,10 +80,8 @@ def run_trl(model_dir: Path, rm: Path, data_dir: Path, args, out: Path) -> list[
     from transformers import AutoModelForCausalLM, AutoTokenizer, TrainerCallback
     from trl import RLOOConfig, RLOOTrainer
 
-    from rlhf.data.prompts import PromptStats
     from rlhf.align.rewards import RewardModelScore
-
-    from rlhf.data.prompts import render_prompt, unique_prompts
+    from rlhf.data.prompts import PromptStats, render_prompt, unique_prompts
     from rlhf.data.rows import read_rows
     from rlhf.data.templates import TemplateSpec
 

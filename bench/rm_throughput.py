@@ -23,8 +23,8 @@ import torch
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 from bench.common import SHAPES, Timer, device_name, lora_train_flops, peak_memory, peak_tflops, random_pairs, save_random_llama  # noqa: E402
-from rlhf.files import write_json  # noqa: E402
 from rlhf.data.collate import EncodedPair, collate_preferences, collate_preferences_packed  # noqa: E402
+from rlhf.files import write_json  # noqa: E402
 from rlhf.losses import PAIRWISE_LOSSES  # noqa: E402
 from rlhf.models.backbone import BackboneSpec, LoraSpec  # noqa: E402
 from rlhf.models.heads import HeadSpec  # noqa: E402
@@ -99,16 +99,18 @@ def run_trl(model_dir: Path, batches: list[list[EncodedPair]], warmup: int) -> d
         def on_step_begin(self, args, state, control, **kw):
             counted["on"] = state.global_step >= warmup
             if counted["on"]:
-                from bench.common import sync
                 import time
+
+                from bench.common import sync
 
                 sync()
                 timer.start = time.perf_counter()
 
         def on_step_end(self, args, state, control, **kw):
             if counted["on"]:
-                from bench.common import sync
                 import time
+
+                from bench.common import sync
 
                 sync()
                 timer.seconds += time.perf_counter() - timer.start

@@ -49,11 +49,11 @@ def tiny_rm(out: Path, backbone_kind: str) -> Path:
     import torch
     import yaml
 
-    from rlhf.training.checkpoint import save_trained, trained_state_dict
     from rlhf.models.backbone import BackboneSpec, LoraSpec
     from rlhf.models.heads import HeadSpec
     from rlhf.models.llama2c import convert_llama2c
     from rlhf.models.reward_model import build_reward_model
+    from rlhf.training.checkpoint import save_trained, trained_state_dict
 
     llama = convert_llama2c(REPO / "data/tiny-llama/model.bin", REPO / "data/tiny-llama/tokenizer.model", out / "tiny-llama-hf")
     torch.manual_seed(0)

@@ -21,19 +21,18 @@ import warnings
 from lightning.pytorch import LightningModule, Trainer
 from lightning.pytorch.cli import ArgsType, LightningArgumentParser, LightningCLI, SaveConfigCallback
 
-from rlhf.training.checkpoint import weights_path
-from rlhf.training.checkpoint_callback import TrainedWeightsCheckpoint
-from rlhf.data.loaders import TokenizedDataModule
+from rlhf.align.module import ReinforceModule
 from rlhf.data.dpo_data import DPODataModule
+from rlhf.data.loaders import TokenizedDataModule
 from rlhf.data.prompts import PromptDataModule
 from rlhf.dpo.module import DPOModule
 from rlhf.errors import one_line
 from rlhf.reward.expo import ExpoCheckpoint
-from rlhf.align.module import ReinforceModule
-from rlhf.training.resume import resume_file
 from rlhf.reward.module import RewardModelModule
+from rlhf.training.checkpoint import weights_path
+from rlhf.training.checkpoint_callback import TrainedWeightsCheckpoint
+from rlhf.training.resume import resume_file
 from rlhf.training.run_logs import EvaluateTrainedWeights, continue_logs, finish_loggers, record_logger_ids
-
 
 # Quiet at the source: Lightning's own pytree helper builds the deprecated LeafSpec at every step, and its logger
 # connector advertises a cloud logger at every Trainer start.

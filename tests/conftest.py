@@ -87,7 +87,7 @@ def trained(tiny_llama_dir, synthetic_dir, tmp_path_factory):
     _fit(_args(tiny_llama_dir, synthetic_dir, root / "s2", "scaled_bt", (f"--model.init_from={root / 's1' / 'checkpoint'}", *expo)))
     shutil.copytree(root / "s2" / "checkpoint", root / "s2-as-trained")
     with torch.no_grad():  # make LoRA non-trivial so a missed merge or load would show
-        from rlhf.training.checkpoint import load_reward_model, save_trained, read_meta, trained_state_dict
+        from rlhf.training.checkpoint import load_reward_model, read_meta, save_trained, trained_state_dict
 
         model = load_reward_model(root / "s2" / "checkpoint")
         for name, p in model.named_parameters():

@@ -52,9 +52,9 @@ def fsdp1_gather(args: list[str]) -> dict:
     from torch.distributed.fsdp import FullyShardedDataParallel
     from torch.distributed.fsdp.wrap import ModuleWrapPolicy
 
-    from rlhf.training.checkpoint import trained_state_dict
     from rlhf.cli import reward_main
     from rlhf.models.sharding import decoder_layers
+    from rlhf.training.checkpoint import trained_state_dict
 
     if not torch.distributed.is_initialized():  # when no fit ran before in this process
         torch.distributed.init_process_group("gloo", rank=int(os.environ["NODE_RANK"]), world_size=2)

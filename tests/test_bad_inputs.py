@@ -20,13 +20,12 @@ import pytest
 import torch
 from safetensors.torch import save_file
 
-from rlhf.eval import rewardbench
-
-from rlhf.reward import score
-from rlhf.training.checkpoint import load_reward_model
 from rlhf.cli import align_main, reward_main
 from rlhf.data.datamodules import PreferenceDataModule, RatingDataModule
 from rlhf.data.prompts import PromptDataModule
+from rlhf.eval import rewardbench
+from rlhf.reward import score
+from rlhf.training.checkpoint import load_reward_model
 from tests.test_reward_module import _args
 
 REPO = Path(__file__).resolve().parents[1]

@@ -18,10 +18,9 @@ from typing import Callable
 
 import pytest
 
-from rlhf.eval import rewardbench
-
-from rlhf.reward import score
 from rlhf.cli import align_main, reward_main
+from rlhf.eval import rewardbench
+from rlhf.reward import score
 from tests.test_bad_inputs import PAIR, RATING, Env, _a_file, _config, _dir, _jsonl, _other_backbone, _pickled_resume_file, \
     _plain_safetensors, _raw, _small_vocab_backbone, env, readme_rows  # noqa: F401  (env: the module fixture)
 from tests.test_commands import command

@@ -18,14 +18,10 @@ import torch
 from safetensors.torch import load_file
 
 from rlhf.align import compare as compare_policies
-
-from rlhf.reward import expo
-
-from rlhf.eval import rewardbench
-
-from rlhf.reward import score
 from rlhf.cli import reward_main
 from rlhf.errors import run_main
+from rlhf.eval import rewardbench
+from rlhf.reward import expo, score
 from tests.test_reward_module import _args
 
 REPO = Path(__file__).resolve().parents[1]

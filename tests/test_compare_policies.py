@@ -11,12 +11,12 @@ import json
 import torch
 import yaml
 
-from rlhf.training.checkpoint import save_trained, trained_state_dict
 from rlhf.align.compare import main, win_rate
 from rlhf.data.templates import TemplateSpec
 from rlhf.models.backbone import BackboneSpec, LoraSpec, load_backbone
 from rlhf.models.heads import HeadSpec
 from rlhf.models.reward_model import build_reward_model
+from rlhf.training.checkpoint import save_trained, trained_state_dict
 
 
 def test_win_rate_counts_ties_half():

@@ -18,8 +18,8 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlhf.training.checkpoint import read_meta
 from rlhf.cli import reward_main
+from rlhf.training.checkpoint import read_meta
 from tests.test_reward_module import _args
 
 REPO = Path(__file__).resolve().parents[1]

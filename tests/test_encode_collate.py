@@ -6,7 +6,7 @@ import pytest
 import torch
 
 from rlhf.data.collate import EncodedPair, EncodedRating, collate_preferences, collate_ratings, pad
-from rlhf.data.encode import EncodeStats, Encoder
+from rlhf.data.encode import Encoder, EncodeStats
 from rlhf.data.templates import TemplateSpec
 from rlhf.training.schedules import WarmupConstantLR
 

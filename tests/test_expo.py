@@ -6,12 +6,12 @@ import torch
 from safetensors.torch import load_file
 from torch.testing import assert_close
 
-from rlhf.training.checkpoint import load_reward_model, read_meta, save_trained
 from rlhf.cli import reward_main
+from rlhf.models.backbone import load_sequence_classifier, merge_lora
 from rlhf.reward.expo import coefficients, extrapolate, extrapolate_checkpoints
 from rlhf.reward.export import export_adapter, export_hf, load_exported_adapter
-from rlhf.models.backbone import load_sequence_classifier, merge_lora
 from rlhf.reward.score import load_scorer
+from rlhf.training.checkpoint import load_reward_model, read_meta, save_trained
 from tests.test_reward_module import _args
 
 SCALE = 32 / 16  # the fixtures' LoRA: default r 16, alpha 32

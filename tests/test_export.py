@@ -17,13 +17,13 @@ from peft import PeftModel
 from safetensors.torch import load_file
 from transformers import AutoModel, AutoModelForSequenceClassification, AutoTokenizer
 
-from rlhf.training.checkpoint import CONFIG_NAME, load_reward_model, read_meta, save_trained, weights_path
 from rlhf.cli import reward_main
 from rlhf.data.collate import pad
-from rlhf.reward.export import HEAD_FILE, SPEC_FILE, _export_pad, export_adapter, export_hf, load_exported_adapter, main
 from rlhf.models.backbone import load_tokenizer
 from rlhf.models.heads import HEAD_LAYOUTS, last_token_index
 from rlhf.models.reward_model import position_ids_from_mask
+from rlhf.reward.export import HEAD_FILE, SPEC_FILE, _export_pad, export_adapter, export_hf, load_exported_adapter, main
+from rlhf.training.checkpoint import CONFIG_NAME, load_reward_model, read_meta, save_trained, weights_path
 
 TEXTS = ["Once upon a time there was a cat.", "Hi", "The little dog ran to the park and played with a red ball all day."]
 

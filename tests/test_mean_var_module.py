@@ -14,12 +14,12 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlhf.training.checkpoint import load_reward_model, read_meta
 from rlhf.data.collate import pad
 from rlhf.data.disagreement import class_distribution
 from rlhf.data.disagreement_data import EncodedDisagreement, collate_disagreements, parse_disagreement_rows
 from rlhf.data.rows import Row
 from rlhf.metrics import LAMBDA_GRID, auroc, mean_var_divergence, scalar_divergence
+from rlhf.training.checkpoint import load_reward_model, read_meta
 from tests.test_reward_module import _args, _fit
 from tests.weight_checks import assert_only_trained_weights_changed
 

@@ -26,7 +26,7 @@ import pytest
 import torch
 
 from rlhf.cli import reward_main
-from rlhf.data.encode import EncodeStats, Encoder
+from rlhf.data.encode import Encoder, EncodeStats
 from rlhf.eval.score_pairs import pad_id_of, read_eval_settings, score_sequences
 from rlhf.models.backbone import load_tokenizer
 from rlhf.reward.expo import ExpoCheckpoint, extrapolate_checkpoints

@@ -49,8 +49,8 @@ def test_study_time_is_the_same_in_the_readme_and_the_makefile():
 
 
 def test_server_limit_is_explicit_before_start(tmp_path):
-    from rlhf.serve.server import resolve_limits
     from rlhf.serve.api import ServeLimits
+    from rlhf.serve.server import resolve_limits
 
     (tmp_path / "config.yaml").write_text("data:\n  init_args: {max_length: 256}\n")
     assert resolve_limits(str(tmp_path), ServeLimits()).max_item_tokens == 1024  # what the start-up log and /info both show

@@ -18,7 +18,8 @@ import torch
 import yaml
 from safetensors.torch import load_file
 
-from rlhf.training.checkpoint import save_trained, trained_state_dict
+from rlhf.align.module import ObjectiveSpec, ReinforceModule
+from rlhf.align.rewards import CharFrequencyReward, RewardModelScore
 from rlhf.cli import align_main
 from rlhf.data.prompts import PromptDataModule
 from rlhf.data.templates import TemplateSpec, render
@@ -26,8 +27,7 @@ from rlhf.models.backbone import BackboneSpec, LoraSpec, load_tokenizer
 from rlhf.models.heads import HeadSpec
 from rlhf.models.policy import GenerationSpec
 from rlhf.models.reward_model import build_reward_model
-from rlhf.align.module import ObjectiveSpec, ReinforceModule
-from rlhf.align.rewards import CharFrequencyReward, RewardModelScore
+from rlhf.training.checkpoint import save_trained, trained_state_dict
 from tests.weight_checks import assert_only_trained_weights_changed
 
 REPO = Path(__file__).resolve().parents[1]

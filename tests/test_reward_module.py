@@ -12,9 +12,9 @@ import pytest
 import torch
 from safetensors.torch import load_file
 
-from rlhf.training.checkpoint import load_reward_model, read_meta
 from rlhf.cli import reward_main
 from rlhf.data.collate import pad
+from rlhf.training.checkpoint import load_reward_model, read_meta
 from tests.weight_checks import assert_only_trained_weights_changed
 
 

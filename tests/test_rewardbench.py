@@ -18,10 +18,10 @@ import torch
 
 from rlhf.data.rows import BadRowError
 from rlhf.data.templates import TemplateSpec
+from rlhf.eval.rewardbench import evaluate_scores, main
 from rlhf.eval.rewardbench_data import BenchPair, load_pairs, load_scores, select
 from rlhf.eval.rewardbench_scores import EXAMPLE_COUNTS, FILTERED_ROWS, SUBSET_MAPPING, rewardbench_result, section_scores, subset_accuracy
 from rlhf.eval.score_pairs import read_eval_settings, score_pairs
-from rlhf.eval.rewardbench import evaluate_scores, main
 
 REPO = Path(__file__).resolve().parents[1]
 RB_DATA = REPO / "data/rewardbench/filtered.jsonl"
@@ -187,8 +187,8 @@ def test_callback_logs_sections_during_and_after_fit(tiny_llama_dir, synthetic_d
 
 
 def test_cli_writes_json_markdown_and_png(tiny_rm, tmp_path):
-    from rlhf.training.checkpoint import save_trained, trained_state_dict
     from rlhf.models.heads import HeadSpec
+    from rlhf.training.checkpoint import save_trained, trained_state_dict
 
     model, _, spec = tiny_rm
     ckpt = tmp_path / "run" / "checkpoint"

@@ -6,10 +6,10 @@ from __future__ import annotations
 
 import torch
 
-from rlhf.data.collate import pad
-from rlhf.models.backbone import load_tokenizer
 from rlhf.align.rewards import CharFrequencyReward
 from rlhf.align.rollout import decode_responses, make_rollout, response_mask_through_eos, sample_rows
+from rlhf.data.collate import pad
+from rlhf.models.backbone import load_tokenizer
 from rlhf.types import PromptBatch
 
 T, F = True, False

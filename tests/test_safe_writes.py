@@ -22,14 +22,13 @@ from pathlib import Path
 
 import pytest
 
-from rlhf.eval import rewardbench
-
-from rlhf.reward import score
-from rlhf.training.checkpoint import read_meta
 from rlhf.cli import reward_main
 from rlhf.data.datamodules import PreferenceDataModule
 from rlhf.data.prompts import PromptDataModule
+from rlhf.eval import rewardbench
 from rlhf.models.heads import HeadSpec
+from rlhf.reward import score
+from rlhf.training.checkpoint import read_meta
 from tests.test_reward_module import _args
 from tests.test_serve import _save_rm
 

@@ -8,9 +8,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from rlhf.reward import expo
-
-from rlhf.reward import score
+from rlhf.reward import expo, score
 from rlhf.reward.export import export_adapter, export_hf
 
 REPO = Path(__file__).resolve().parents[1]

@@ -11,8 +11,8 @@ from pathlib import Path
 
 import pytest
 
-from rlhf.reward import score
 from rlhf.data.rows import BadRowError
+from rlhf.reward import score
 from tests.test_reward_module import _args, _fit
 
 REPO = Path(__file__).resolve().parents[1]

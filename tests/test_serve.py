@@ -27,13 +27,13 @@ import requests
 import torch
 import yaml
 
-from rlhf.training.checkpoint import save_trained, trained_state_dict
+from rlhf.align.remote_reward import RemoteReward, RemoteRewardError
+from rlhf.align.rewards import RewardModelScore
 from rlhf.data.templates import TemplateSpec, render
 from rlhf.models.backbone import BackboneSpec, LoraSpec
 from rlhf.models.heads import HeadSpec
 from rlhf.models.reward_model import build_reward_model
-from rlhf.align.remote_reward import RemoteReward, RemoteRewardError
-from rlhf.align.rewards import RewardModelScore
+from rlhf.training.checkpoint import save_trained, trained_state_dict
 
 REPO = Path(__file__).resolve().parents[1]
 KEY_ENV, KEY = "RLHF_TEST_RM_KEY", "test-key-123"

@@ -12,10 +12,9 @@ from safetensors.torch import load_file
 
 from rlhf.data.templates import TemplateSpec, render
 from rlhf.models.backbone import BackboneSpec, load_backbone, load_tokenizer
-from rlhf.models.smollm2 import PROBE_FILE, PROBE_TEXT
 from rlhf.models.heads import RewardHead
 from rlhf.models.reward_model import RewardModel
-
+from rlhf.models.smollm2 import PROBE_FILE, PROBE_TEXT
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 

@@ -14,9 +14,9 @@ import lightning as L
 import pytest
 import torch
 
-from rlhf.training.checkpoint import read_meta
-from rlhf.cli import align_main, dpo_main, reward_main
 from rlhf.align.rewards import RewardModelScore
+from rlhf.cli import align_main, dpo_main, reward_main
+from rlhf.training.checkpoint import read_meta
 
 pytestmark = pytest.mark.usefixtures("one_torch_thread")
 CHAT = ["--data.template.name=chat", "--data.template.system="]  # the model's own system line

@@ -14,8 +14,8 @@ from rlhf.data.disagreement import divergence_label
 from rlhf.data.synthetic import PROMPTS
 from rlhf.metrics import auroc
 from rlhf.study.evaluate import PairRewards, TruthPairs, item_runs, truth_metrics, tune_lambda
-from rlhf.study.report import intervals, markdown, orderings, sigma_target, summarise
 from rlhf.study.policies import POLICY_RMS
+from rlhf.study.report import intervals, markdown, orderings, sigma_target, summarise
 from rlhf.study.variants import EXPO_ALPHAS, VARIANTS, variant
 from rlhf.study.world import CONTESTED_PROMPTS, WorldSpec, _tastes, make_study_world, write_study_world
 

@@ -9,8 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from rlhf.reward import expo
 from rlhf.cli import align_main, reward_main
+from rlhf.reward import expo
 from rlhf.training.sweep import command, grid, load_sweep
 from tests.test_reinforce_module import _fit_args, rm_checkpoint  # noqa: F401  (fixture)
 from tests.test_reward_module import _args

@@ -18,16 +18,15 @@ import torch
 from rich.progress import Progress, TimeElapsedColumn
 from torch import Tensor
 
-from rlhf.training.checkpoint import load_trained, read_meta, weights_path
+from rlhf.align.rewards import RewardModelScore
+from rlhf.align.rollout import make_rollout
 from rlhf.data.prompts import PromptDataModule
 from rlhf.data.templates import TemplateSpec
 from rlhf.errors import ArgumentParser, run_main
+from rlhf.files import check_writable, refuse_to_replace, write_json, write_text
 from rlhf.models.backbone import BackboneSpec, LoraSpec, load_backbone, load_tokenizer
 from rlhf.models.policy import GenerationSpec, eos_token_ids, sample
-from rlhf.files import refuse_to_replace
-from rlhf.align.rewards import RewardModelScore
-from rlhf.align.rollout import make_rollout
-from rlhf.files import check_writable, write_json, write_text
+from rlhf.training.checkpoint import load_trained, read_meta, weights_path
 
 
 def win_rate(scores: Tensor, base_scores: Tensor) -> float:

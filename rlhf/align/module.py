@@ -26,13 +26,13 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch import Tensor
 
 from rlhf.advantages import counted_samples, kl_penalised_reward, rloo_advantages, whiten
+from rlhf.align.rewards import RewardSource
+from rlhf.align.rollout import make_rollout, sample_rows
 from rlhf.losses import KLAggregate, KLEstimator, masked_mean, reinforce_loss, sequence_kl
 from rlhf.models.backbone import DTYPES, BackboneSpec, check_tokenizer_fits, load_backbone, load_tokenizer
 from rlhf.models.policy import GenerationSpec, dropout_off, eos_token_ids, reference_logprobs, sample, token_stats
 from rlhf.models.sharding import shard_model
 from rlhf.training.resume import keep_trained, restore_trained
-from rlhf.align.rewards import RewardSource
-from rlhf.align.rollout import make_rollout, sample_rows
 from rlhf.types import PromptBatch, Rollout
 
 SAMPLE_COLUMNS = ["step", "prompt", "response", "score", "ended", "length"]

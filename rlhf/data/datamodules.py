@@ -18,11 +18,10 @@ from __future__ import annotations
 
 from typing import Literal
 
-
 from rlhf.data import helpsteer2
-from rlhf.data.formats import PreferenceFormat, load_pairs
 from rlhf.data.collate import EncodedPair, EncodedRating, collate_preferences, collate_ratings
-from rlhf.data.encode import EncodeStats, Encoder
+from rlhf.data.encode import Encoder, EncodeStats
+from rlhf.data.formats import PreferenceFormat, load_pairs
 from rlhf.data.loaders import LoaderSpec, TokenizedDataModule
 from rlhf.data.templates import TemplateSpec
 from rlhf.types import PreferenceBatch, PreferencePair, RatingBatch, RatingExample

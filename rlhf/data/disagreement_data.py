@@ -18,7 +18,7 @@ from rlhf.data import helpsteer2
 from rlhf.data.collate import PaddingSide, pad
 from rlhf.data.datamodules import LoaderSpec, PreferenceDataModule
 from rlhf.data.disagreement import DivergenceRule, class_distribution, divergence_label
-from rlhf.data.encode import EncodeStats, Encoder
+from rlhf.data.encode import Encoder, EncodeStats
 from rlhf.data.messages import require_response
 from rlhf.data.rows import BadRowError, Row, field_error, require_text
 from rlhf.data.templates import TemplateSpec

@@ -16,7 +16,7 @@ import torch
 
 from rlhf.data.collate import PaddingSide, pad
 from rlhf.data.datamodules import LoaderSpec, PreferenceDataModule
-from rlhf.data.encode import EncodeStats, Encoder
+from rlhf.data.encode import Encoder, EncodeStats
 from rlhf.data.formats import PreferenceFormat, common_prefix
 from rlhf.data.templates import TemplateSpec
 from rlhf.types import DPOBatch, PreferencePair

@@ -19,7 +19,7 @@ from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader
 
 from rlhf.data.collate import PACKED_COLLATE, EncodedPair, EncodedRating, PaddingSide
-from rlhf.data.encode import EncodeStats, Encoder
+from rlhf.data.encode import Encoder, EncodeStats
 from rlhf.data.templates import TemplateSpec
 from rlhf.data.token_budget import budget_batches, collate_group
 from rlhf.training.distributed import ShardSampler, own_sampling, validation_shard

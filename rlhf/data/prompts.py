@@ -25,8 +25,8 @@ from torch.utils.data import DataLoader
 
 from rlhf.data.collate import pad
 from rlhf.data.encode import _smallest_fitting
-from rlhf.data.helpsteer2 import DEFAULT_REPO, hub_preference_rows
 from rlhf.data.formats import prompt_source, row_prompt
+from rlhf.data.helpsteer2 import DEFAULT_REPO, hub_preference_rows
 from rlhf.data.rows import BadRowError, Row, read_rows
 from rlhf.data.templates import TemplateSpec, render_prompt, turn_safe_cut
 from rlhf.training.distributed import own_sampling

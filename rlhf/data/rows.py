@@ -16,7 +16,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-
 GZIP_MAGIC, BOM = b"\x1f\x8b", b"\xef\xbb\xbf"
 SURROGATE = re.compile("[\ud800-\udfff]")
 INVISIBLE = dict.fromkeys(map(ord, "\u200b\u200c\u200d\u2060\ufeff\u00ad"))  # zero-width characters str.strip keeps

@@ -17,8 +17,8 @@ from pathlib import Path
 from rlhf.data.aggregation import aggregate_ratings, aggregate_strengths
 from rlhf.data.annotators import annotate_ratings, annotator_count, panel_strengths
 from rlhf.errors import ArgumentParser, run_main
-from rlhf.types import HS2_ATTRIBUTES
 from rlhf.files import json_line, write_text
+from rlhf.types import HS2_ATTRIBUTES
 
 FACTS: dict[str, tuple[str, ...]] = {
     "cat": ("says meow", "likes to drink milk", "has soft fur", "can climb a tree"),

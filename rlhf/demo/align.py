@@ -16,13 +16,13 @@ from typing import Any
 
 import torch
 
-from rlhf.cli import align_main
-from rlhf.data.prompts import PromptDataModule
-from rlhf.losses import sequence_kl
-from rlhf.models.policy import eval_mode, reference_logprobs, sample, token_logprobs
 from rlhf.align.module import ReinforceModule
 from rlhf.align.rollout import make_rollout
+from rlhf.cli import align_main
+from rlhf.data.prompts import PromptDataModule
 from rlhf.files import write_json
+from rlhf.losses import sequence_kl
+from rlhf.models.policy import eval_mode, reference_logprobs, sample, token_logprobs
 
 CONFIG = "configs/align/demo_tiny.yaml"
 EVAL_PROMPTS = "runs/demo/data/preference_val.jsonl"

@@ -15,21 +15,20 @@ import shutil
 import time
 from pathlib import Path
 
-from rlhf.demo.align import run_align_demo
-from rlhf.errors import ArgumentParser
 from rlhf.cli import reward_main
 from rlhf.data.synthetic import generate
+from rlhf.demo.align import run_align_demo
+from rlhf.errors import ArgumentParser
+from rlhf.eval.plots import plot_loss_curves, plot_margin_histograms
 from rlhf.eval.report import write_report
+from rlhf.eval.rewardbench import evaluate_checkpoint
 from rlhf.eval.rewardbench_data import load_pairs, preference_file_pairs, select
 from rlhf.eval.rewardbench_scores import SECTIONS
 from rlhf.eval.score_pairs import score_pairs
-from rlhf.reward.expo import sweep
-from rlhf.eval.rewardbench import evaluate_checkpoint
-from rlhf.reward.score import load_scorer
+from rlhf.files import refuse_to_replace, write_json
 from rlhf.models.llama2c import convert_llama2c
-from rlhf.files import refuse_to_replace
-from rlhf.eval.plots import plot_loss_curves, plot_margin_histograms
-from rlhf.files import write_json
+from rlhf.reward.expo import sweep
+from rlhf.reward.score import load_scorer
 
 OUT = Path("runs/demo")
 MODEL_DIR = Path("models/tiny-llama-hf")

@@ -17,14 +17,13 @@ from typing import Sequence
 
 import torch
 
-from rlhf.files import check_writable
 from rlhf.data.collate import PaddingSide
 from rlhf.errors import ArgumentParser, run_main
 from rlhf.eval.report import markdown_table, write_report
 from rlhf.eval.rewardbench_data import HUB_ID, BenchPair, hub_pairs, load_pairs, load_scores, select, write_scores
 from rlhf.eval.rewardbench_scores import RewardBenchResult, rewardbench_result
 from rlhf.eval.score_pairs import PairScores, Progress, read_eval_settings, score_pairs
-from rlhf.files import refuse_to_replace
+from rlhf.files import check_writable, refuse_to_replace
 
 DEFAULT_DATA = "data/rewardbench/filtered.jsonl"
 
@@ -34,8 +33,8 @@ def evaluate_checkpoint(
     padding_side: PaddingSide = "right", device: str = "cpu", backbone: str | None = None, progress: Progress | None = None,
 ) -> tuple[RewardBenchResult, PairScores]:
     """Load a checkpoint of this repo and score `pairs` with its training template (max_length overridable)."""
-    from rlhf.training.checkpoint import load_reward_model, read_meta
     from rlhf.models.backbone import load_tokenizer
+    from rlhf.training.checkpoint import load_reward_model, read_meta
 
     settings = read_eval_settings(checkpoint)
     length = max_length or settings.max_length

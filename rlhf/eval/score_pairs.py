@@ -18,7 +18,7 @@ import yaml
 from torch import Tensor
 
 from rlhf.data.collate import PaddingSide, pack, pad
-from rlhf.data.encode import EncodeStats, Encoder
+from rlhf.data.encode import Encoder, EncodeStats
 from rlhf.data.templates import TemplateSpec
 from rlhf.eval.rewardbench_data import BenchPair
 from rlhf.models.reward_model import RewardModel

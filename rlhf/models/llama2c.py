@@ -21,8 +21,8 @@ import torch
 from safetensors.torch import save as safetensors_save
 from torch import Tensor
 
-from rlhf.files import write_bytes, write_json
 from rlhf.errors import ArgumentParser, run_main
+from rlhf.files import write_bytes, write_json
 
 HEADER = struct.Struct("<7i")
 VERSIONED_MAGIC = 0x616B3432  # "ak42": llama2.c version >= 1 exports, not handled here

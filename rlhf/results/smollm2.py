@@ -23,17 +23,18 @@ from typing import Any
 
 import torch
 
-from rlhf.demo.align import run_align_demo
 from rlhf.cli import reward_main
 from rlhf.data.formats import detect_format, scored_pair
 from rlhf.data.rows import read_rows
+from rlhf.demo.align import run_align_demo
 from rlhf.eval.report import write_report
+from rlhf.eval.rewardbench import evaluate_checkpoint
 from rlhf.eval.rewardbench_data import BenchPair, load_pairs, select
 from rlhf.eval.rewardbench_scores import rewardbench_result
-from rlhf.models.smollm2 import DEFAULT_OUT as MODEL_DIR, convert_smollm2
+from rlhf.models.smollm2 import DEFAULT_OUT as MODEL_DIR
+from rlhf.models.smollm2 import convert_smollm2
 from rlhf.results.smollm2_data import write_splits
 from rlhf.results.zero_shot import zero_shot_scores
-from rlhf.eval.rewardbench import evaluate_checkpoint
 from rlhf.reward.score import score_file
 from rlhf.training.reuse import train_once
 

@@ -21,13 +21,18 @@ from rich.progress import Progress, TimeElapsedColumn
 from safetensors.torch import load_file
 from torch import Tensor
 
-from rlhf.files import check_writable, write_json
+from rlhf.errors import ArgumentParser, run_main
+from rlhf.files import check_writable, refuse_to_replace, write_json
 from rlhf.training.checkpoint import (
-    CONFIG_NAME, load_trained_state, lora_signature, read_meta, reward_model_from_meta, save_trained, trained_state_dict,
+    CONFIG_NAME,
+    load_trained_state,
+    lora_signature,
+    read_meta,
+    reward_model_from_meta,
+    save_trained,
+    trained_state_dict,
     weights_path,
 )
-from rlhf.errors import ArgumentParser, run_main
-from rlhf.files import refuse_to_replace
 
 Convention = Literal["expo", "total"]
 LORA_A, LORA_B = ".lora_A.", ".lora_B."
@@ -143,8 +148,8 @@ def sweep(weak: str, strong: str, alphas: Sequence[float], pairs: dict[str, list
     Returns one row per α: {"alpha", "<set>/accuracy", ...} plus RewardBench sections when a set is named "rewardbench".
     `progress(n)` is called after each set is scored, with its number of pairs.
     """
-    from rlhf.eval.rewardbench_scores import rewardbench_result
     from rlhf.data.encode import Encoder
+    from rlhf.eval.rewardbench_scores import rewardbench_result
     from rlhf.eval.score_pairs import encode_pairs, pad_id_of, score_encoded
 
     rows, encoded = [], None

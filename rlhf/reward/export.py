@@ -22,15 +22,21 @@ import torch
 from safetensors import safe_open
 from safetensors.torch import load_file, save_file
 
-from rlhf.files import atomic_dir, check_writable, refuse_overwriting_input
-from rlhf.training.checkpoint import CONFIG_NAME, load_trained, read_meta, specs_from_meta, weights_path
 from rlhf.errors import ArgumentParser, run_main
+from rlhf.files import atomic_dir, check_writable, refuse_overwriting_input
 from rlhf.models.backbone import (
-    DTYPES, BackboneSpec, load_adapter_weights, load_tokenizer, merge_lora, save_adapter, sequence_classifier,
+    DTYPES,
+    BackboneSpec,
+    load_adapter_weights,
+    load_tokenizer,
+    merge_lora,
+    save_adapter,
+    sequence_classifier,
 )
 from rlhf.models.heads import HEAD_LAYOUTS, HeadSpec
-from rlhf.reward.model_card import ADAPTER_README, HF_README, model_card, training_template
 from rlhf.models.reward_model import RewardModel, build_reward_model
+from rlhf.reward.model_card import ADAPTER_README, HF_README, model_card, training_template
+from rlhf.training.checkpoint import CONFIG_NAME, load_trained, read_meta, specs_from_meta, weights_path
 
 HEAD_FILE = "reward_head.safetensors"
 SPEC_FILE = "rlhf_reward_model.json"

@@ -18,14 +18,14 @@ from lightning.pytorch import LightningModule
 from lightning.pytorch.cli import LRSchedulerCallable, OptimizerCallable
 from torch import Tensor
 
-from rlhf.training.checkpoint import load_trained, lora_signature, read_meta, specs_from_meta
-from rlhf.training.distributed import data_parallel, gather_rows, sum_over_ranks, validation_shard
 from rlhf.losses import LossName
 from rlhf.models.backbone import DTYPES, BackboneSpec, check_tokenizer_fits, load_tokenizer
 from rlhf.models.heads import HeadSpec
 from rlhf.models.reward_model import RewardModel, build_reward_model
 from rlhf.models.sharding import shard_model
 from rlhf.reward.objectives import OBJECTIVES, MeanVarSpec, RewardBatch
+from rlhf.training.checkpoint import load_trained, lora_signature, read_meta, specs_from_meta
+from rlhf.training.distributed import data_parallel, gather_rows, sum_over_ranks, validation_shard
 from rlhf.training.resume import keep_trained, restore_trained
 
 

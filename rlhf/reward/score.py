@@ -19,22 +19,21 @@ import torch
 from rich.progress import Progress
 from torch import nn
 
-from rlhf.files import check_writable, json_line, open_atomic, refuse_overwriting_input
-from rlhf.data.encode import EncodeStats, Encoder
+from rlhf.data.encode import Encoder, EncodeStats
 from rlhf.data.formats import PreferenceFormat
 from rlhf.data.rows import Row
 from rlhf.data.score_rows import read_scored_rows
 from rlhf.errors import ArgumentParser, run_main
-from rlhf.files import refuse_to_replace
 from rlhf.eval.score_pairs import EvalSettings, pad_id_of, read_eval_settings, score_sequences
+from rlhf.files import check_writable, json_line, open_atomic, refuse_overwriting_input, refuse_to_replace
 
 
 def load_scorer(path: str | Path) -> tuple[nn.Module, Any, EvalSettings, tuple[str, ...]]:
     """(model, tokenizer, template settings, head attribute names) for a checkpoint or an export directory."""
-    from rlhf.training.checkpoint import WEIGHTS_NAME, load_reward_model, read_meta
     from rlhf.models.backbone import load_sequence_classifier, load_tokenizer
     from rlhf.models.heads import HEAD_LAYOUTS
     from rlhf.models.reward_model import ExportedRewardModel
+    from rlhf.training.checkpoint import WEIGHTS_NAME, load_reward_model, read_meta
 
     path = Path(path)
     if (path / WEIGHTS_NAME).is_file() and "rlhf" in _safetensors_meta(path / WEIGHTS_NAME):

@@ -28,9 +28,9 @@ from litserve.server import RegularRequestHandler
 
 from rlhf.errors import ArgumentParser
 from rlhf.serve.api import RewardAPI, ServeLimits
+from rlhf.serve.bodies import OpenRLHFBody
 from rlhf.serve.guard import GuardedHttpProtocol, RequestGuard
 from rlhf.serve.page import add_playground
-from rlhf.serve.bodies import OpenRLHFBody
 
 LOOPBACK = ("127.0.0.1", "::1", "localhost")
 LITSERVE_KEY_ENV = "LIT_SERVER_API_KEY"  # LitServe's own key variable; its check is replaced by ours, so honour it here

@@ -24,10 +24,10 @@ from pathlib import Path
 import torch
 
 from rlhf.errors import ArgumentParser, run_main
+from rlhf.files import write_json, write_text, write_with
 from rlhf.study.evaluate import PairRewards
 from rlhf.study.policies import DPO_LOSSES, KL_COEFS, POLICY_RMS
 from rlhf.study.variants import EXPO_ALPHAS, VARIANTS, Variant
-from rlhf.files import write_json, write_text, write_with
 
 DEFAULT_MODEL = "models/tiny-llama-hf"
 
@@ -105,15 +105,14 @@ def _evaluate(path: Path, truth: dict, expo_weak: Path | None = None) -> tuple[d
 
 
 def run_study(args: argparse.Namespace, argv: list[str]) -> dict:
-    from rlhf.cli import reward_main
-    from rlhf.study.evaluate import truth_pairs
-    from rlhf.training.reuse import train_once
     from safetensors.torch import save_file
 
-    from rlhf.study.evaluate import item_runs
-    from rlhf.study.report import intervals, markdown, orderings, plot, sigma_target, summarise
+    from rlhf.cli import reward_main
     from rlhf.data.rows import read_rows
+    from rlhf.study.evaluate import item_runs, truth_pairs
+    from rlhf.study.report import intervals, markdown, orderings, plot, sigma_target, summarise
     from rlhf.study.world import WorldSpec, write_study_world
+    from rlhf.training.reuse import train_once
 
     start = time.perf_counter()
     torch.set_num_threads(args.threads)

@@ -16,7 +16,6 @@ from typing import Callable, Literal, Sequence
 import torch
 from torch import Tensor
 
-
 Statistic = Callable[[object, Tensor], Tensor]
 """stat(run, idx): the statistic of one seed's run on resampled items idx (B, N) long → (B,) float64."""
 

@@ -25,8 +25,8 @@ from torch import Tensor
 from rlhf.data.aggregation import aggregate_strengths
 from rlhf.data.disagreement import DivergenceRule, divergence_label
 from rlhf.data.disagreement_data import LABEL_CODES, row_strengths
-from rlhf.data.rows import Row
 from rlhf.data.encode import Encoder
+from rlhf.data.rows import Row
 from rlhf.eval.rewardbench_data import BenchPair
 from rlhf.eval.score_pairs import encode_pairs, pad_id_of, score_sequences
 from rlhf.metrics import LAMBDA_GRID, auroc, best_lambda, mean_var_divergence, pearson, scalar_divergence

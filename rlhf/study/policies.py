@@ -72,8 +72,8 @@ def train_policies(rms: dict[str, Path], out: Path, data_dir: Path, model: str, 
 @torch.no_grad()
 def judge(policy: torch.nn.Module, is_base: bool, data, tokenizer, generation, scorers: dict[str, Any], seed: int) -> dict[str, Any]:
     """Sample K responses per prompt; gold q, every scorer's score and the sequence KL to the base model of each."""
-    from rlhf.models.policy import eos_token_ids, reference_logprobs, sample, token_logprobs
     from rlhf.align.rollout import make_rollout
+    from rlhf.models.policy import eos_token_ids, reference_logprobs, sample, token_logprobs
 
     torch.manual_seed(seed)
     eos = eos_token_ids(policy, tokenizer)
@@ -122,11 +122,11 @@ def run_policy_stage(seed_dir: Path, data_dir: Path, model: str, seed: int, expo
                      kl_coefs: tuple[float, ...] = KL_COEFS, dpo_losses: tuple[str, ...] = DPO_LOSSES, retrain: bool = False) -> dict[str, Any]:
     """Train and judge every policy for one seed's RMs; the results dict the study report writes."""
     from rlhf.align.compare import load_policy
+    from rlhf.align.rewards import RewardModelScore
     from rlhf.data.prompts import PromptDataModule
     from rlhf.data.templates import TemplateSpec
     from rlhf.models.backbone import load_tokenizer
     from rlhf.models.policy import GenerationSpec
-    from rlhf.align.rewards import RewardModelScore
     from rlhf.study.variants import variant
 
     rms = {name: seed_dir / name / "checkpoint" for name in POLICY_RMS if not variant(name).expo_of}

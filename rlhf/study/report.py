@@ -10,9 +10,8 @@ from __future__ import annotations
 
 import math
 import statistics
-from pathlib import Path
-
 from dataclasses import astuple
+from pathlib import Path
 
 from rlhf.eval.plots import plt, save_figure
 from rlhf.study.bootstrap import Interval, accuracy, paired_interval, resampled_auroc

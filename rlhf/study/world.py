@@ -21,8 +21,8 @@ from pathlib import Path
 
 from rlhf.data.annotators import annotator_count, panel_strengths, rate
 from rlhf.data.synthetic import FACTS, PROMPTS, Item, Response, make_item, make_response, preference_rows, rating_rows, write_jsonl
-from rlhf.types import HS2_ATTRIBUTES
 from rlhf.files import write_json
+from rlhf.types import HS2_ATTRIBUTES
 
 CONTESTED_PROMPTS = ("Describe the {s}.", "Say something about the {s}.", "Talk about a {s}.")
 """Underspecified prompt family: nothing says how much detail is wanted. Disjoint from `synthetic.PROMPTS`."""
