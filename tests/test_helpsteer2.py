@@ -97,7 +97,7 @@ def test_spread_filter_runs_beside_a_stored_strength(tmp_path: Path) -> None:
 
 
 def test_data_module_prints_the_paper_counts_beside(tmp_path: Path, tiny_llama_dir, monkeypatch) -> None:
-    from rlhf.data import datamodules
+    from rlhf.data import loaders
     from rlhf.data.datamodules import PreferenceDataModule
     from rlhf.data.templates import TemplateSpec
 
@@ -105,7 +105,7 @@ def test_data_module_prints_the_paper_counts_beside(tmp_path: Path, tiny_llama_d
     train = write_jsonl(tmp_path / "t.jsonl", [annotated, annotated | {"three_most_similar_preferences": [{"strength": s} for s in (-3, 0, 1)]}])
     val = write_jsonl(tmp_path / "v.jsonl", [PAIR])
     messages: list[str] = []
-    monkeypatch.setattr(datamodules, "rank_zero_info", messages.append)
+    monkeypatch.setattr(loaders, "rank_zero_info", messages.append)  # the data modules' base logs the counts
     PreferenceDataModule(train_path=str(train), val_path=str(val), tokenizer=str(tiny_llama_dir), template=TemplateSpec(system=""), max_length=64).setup("fit")
     train_msg = next(m for m in messages if "preference/train" in m)
     assert "kept 1" in train_msg and "1 high-spread (spread filter on 2 annotated rows); " in train_msg
