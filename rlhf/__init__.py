@@ -61,9 +61,6 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     """Finds an old module name of `MOVED` and loads it as the new module (the same object, so classes, isinstance
     and pickles agree); `python -m rlhf.<old>` runs the new module's code as __main__."""
 
-    def __init__(self) -> None:
-        self._specs: dict = {}
-
     def find_spec(self, fullname, path=None, target=None):
         if fullname not in MOVED:
             return None
@@ -76,11 +73,11 @@ class _MovedModules(importlib.abc.MetaPathFinder, importlib.abc.Loader):
     def create_module(self, spec):
         self._warn(spec.name)
         module = importlib.import_module(MOVED[spec.name])
-        self._specs[spec.name] = module.__spec__  # the import system sets module.__spec__ to the alias's next
+        spec.loader_state = module.__spec__  # the import system sets module.__spec__ to the alias's spec next
         return module
 
     def exec_module(self, module) -> None:  # the new module already ran; give it back its own spec
-        module.__spec__ = self._specs.get(module.__spec__.name, module.__spec__)
+        module.__spec__ = module.__spec__.loader_state
 
     def get_code(self, fullname):  # runpy (`python -m rlhf.<old>`) runs the new module's code under __main__
         self._warn(fullname)

@@ -8,6 +8,7 @@ in three lines what lives there and what it may import, and the old module paths
 from __future__ import annotations
 
 import ast
+import json
 import subprocess
 import sys
 import warnings
@@ -47,26 +48,25 @@ def _unit(module: str) -> str:
     return parts[1] if len(parts) > 1 else ""
 
 
-def _rlhf_imports(path: Path) -> set[str]:
-    """Every `rlhf.*` module `path` imports, at the top or inside a function (`from rlhf.x import y` names rlhf.x.y
-    when that is a module)."""
-    modules, names = _modules(), set()
+def _imports(path: Path, modules: dict[str, Path]) -> set[str]:
+    """Every module `path` imports absolutely, at the top or inside a function (`from rlhf.x import y` also names
+    rlhf.x.y when that is one of `modules`)."""
+    names = set()
     for node in ast.walk(ast.parse(path.read_text())):
-        if isinstance(node, ast.ImportFrom) and node.module and node.module.split(".")[0] == "rlhf" and node.level == 0:
-            names.add(node.module)
-            names |= {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules}
+        if isinstance(node, ast.ImportFrom) and node.module and node.level == 0:
+            names |= {node.module} | {f"{node.module}.{a.name}" for a in node.names if f"{node.module}.{a.name}" in modules}
         elif isinstance(node, ast.Import):
-            names |= {a.name for a in node.names if a.name.split(".")[0] == "rlhf"}
+            names |= {a.name for a in node.names}
     return names
 
 
-def layer_violations() -> list[str]:
+def layer_violations(modules: dict[str, Path]) -> list[str]:
     bad = []
-    for module, path in sorted(_modules().items()):
+    for module, path in sorted(modules.items()):
         own = _unit(module)
         if own == "":
             continue
-        for target in sorted(_rlhf_imports(path)):
+        for target in sorted(t for t in _imports(path, modules) if t.split(".")[0] == "rlhf"):
             other = _unit(target)
             if other == "" or other == own:
                 continue
@@ -78,27 +78,23 @@ def layer_violations() -> list[str]:
 
 
 def test_imports_point_down_the_layers():
-    assert {_unit(m) for m in _modules()} - {""} <= set(RANK), "a subpackage or root module missing from LAYERS"
-    assert layer_violations() == []
+    modules = _modules()
+    assert {_unit(m) for m in modules} - {""} <= set(RANK), "a subpackage or root module missing from LAYERS"
+    assert layer_violations(modules) == []
 
 
-def test_the_layer_check_catches_an_upward_import(tmp_path, monkeypatch):
+def test_the_layer_check_catches_an_upward_import(tmp_path):
     # the check itself can fail: a training module that imports the reward module is reported
-    fake = PACKAGE / "training" / "_layout_probe.py"
-    fake.write_text("from rlhf.reward.module import RewardModelModule\n")
-    try:
-        assert layer_violations() == ["rlhf.training._layout_probe (layer 2) imports rlhf.reward.module (layer 5)"]
-    finally:
-        fake.unlink()
+    probe = tmp_path / "_layout_probe.py"
+    probe.write_text("from rlhf.reward.module import RewardModelModule\n")
+    modules = _modules() | {"rlhf.training._layout_probe": probe}
+    assert layer_violations(modules) == ["rlhf.training._layout_probe (layer 2) imports rlhf.reward.module (layer 5)"]
 
 
 def test_only_the_models_layer_imports_transformers_peft_bitsandbytes():
-    heavy = {"transformers", "peft", "bitsandbytes"}
-    found = sorted(f"{m} imports {name}" for m, path in _modules().items() if _unit(m) != "models"
-                   for node in ast.walk(ast.parse(path.read_text()))
-                   for name in ([a.name for a in node.names] if isinstance(node, ast.Import) else
-                                [node.module] if isinstance(node, ast.ImportFrom) and node.module else [])
-                   if name.split(".")[0] in heavy)
+    modules = _modules()
+    found = sorted(f"{m} imports {name}" for m, path in modules.items() if _unit(m) != "models"
+                   for name in _imports(path, modules) if name.split(".")[0] in {"transformers", "peft", "bitsandbytes"})
     assert found == []
 
 
@@ -128,8 +124,6 @@ def test_old_module_paths_are_the_new_modules_with_a_warning():
              "    out[old] = [module is importlib.import_module(new), module.__name__, module.__spec__.name,\n"
              "                [str(w.message) for w in seen if w.category is FutureWarning]]\n"
              "print(json.dumps(out))\n")
-    import json
-
     result = json.loads(subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, check=True, cwd=REPO).stdout)
     assert len(result) == len(rlhf.MOVED) >= 31
     for old, (same, name, spec, messages) in result.items():
