@@ -11,7 +11,7 @@ per-unit gradient weighting and the cross-rank gather (`RewardModelModule` does 
 from __future__ import annotations
 
 import dataclasses
-from typing import ClassVar, NamedTuple
+from typing import ClassVar, NamedTuple, get_args
 
 import torch
 from torch import Tensor
@@ -22,7 +22,7 @@ from rlhf.models.heads import HeadSpec
 from rlhf.models.reward_model import RewardModel
 from rlhf.reward.forward import AnyRatingBatch, MeanVarSpec, PairBatch, RewardBatch, mean_var_loss, mean_var_rewards, pair_rewards, rating_outputs
 from rlhf.reward.validation import DisagreementRows, Gather, PairRows, RatingRows, ValidationRows
-from rlhf.types import DisagreementBatch, PackedPreferenceBatch, PackedRatingBatch, PreferenceBatch, RatingBatch
+from rlhf.types import DisagreementBatch, PreferenceBatch, RatingBatch
 
 # what `check_data`'s refusals call a data module's `batch_type` (annotator distributions have a message of their own)
 DATA_NAMES: dict[type, str] = {PreferenceBatch: "preference pairs", RatingBatch: "ratings"}
@@ -90,7 +90,7 @@ class Objective:
 class Regression(Objective):
     """SteerLM regression ("mse"): masked MSE of the head slots of the labelled attributes, per labelled attribute."""
 
-    batch_types = (RatingBatch, PackedRatingBatch)
+    batch_types = get_args(AnyRatingBatch)
     data = "ratings (RatingDataModule)"
 
     def __init__(self, loss: LossName, head: HeadSpec, mean_var: MeanVarSpec) -> None:
@@ -105,7 +105,7 @@ class Regression(Objective):
 class Pairwise(Objective):
     """Bradley-Terry on the reward slot ("bt", "margin_bt", "scaled_bt"), per pair; also logs accuracy and margin."""
 
-    batch_types = (PreferenceBatch, PackedPreferenceBatch)
+    batch_types = get_args(PairBatch)
     data = "preference pairs"
 
     def __init__(self, loss: LossName, head: HeadSpec, mean_var: MeanVarSpec) -> None:

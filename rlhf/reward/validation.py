@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, field
-from typing import Callable, ClassVar
+from typing import Callable, ClassVar, get_args
 
 import torch
 from torch import Tensor
@@ -18,7 +18,7 @@ from rlhf.metrics import LAMBDA_GRID, disagreement_metrics, pairwise_accuracy, p
 from rlhf.models.heads import attribute_slots
 from rlhf.models.reward_model import RewardModel
 from rlhf.reward.forward import AnyRatingBatch, MeanVarSpec, PairBatch, RewardBatch, mean_var_loss, mean_var_rewards, pair_rewards, rating_outputs
-from rlhf.types import HS2_ATTRIBUTES, DisagreementBatch, PackedPreferenceBatch, PackedRatingBatch, PreferenceBatch, RatingBatch
+from rlhf.types import HS2_ATTRIBUTES, DisagreementBatch
 
 Gather = Callable[[Tensor], Tensor]  # this rank's validation rows → every rank's rows, in rank order (a collective)
 
@@ -49,7 +49,7 @@ class ValidationRows:
 class PairRows(ValidationRows):
     """val/accuracy and val/margin on preference pairs, plus val/loss when `loss_fn` (a `PAIRWISE_LOSSES` entry) is set."""
 
-    batch_types = (PreferenceBatch, PackedPreferenceBatch)
+    batch_types = get_args(PairBatch)
     keys = ("chosen", "rejected", "margin")
     loss_fn: Callable[[Tensor, Tensor, Tensor], Tensor] | None = None
 
@@ -67,7 +67,7 @@ class PairRows(ValidationRows):
 class RatingRows(ValidationRows):
     """val/mse/<attr> and val/pearson/<attr> for each attribute the head has, plus val/loss (masked MSE) if `with_loss`."""
 
-    batch_types = (RatingBatch, PackedRatingBatch)
+    batch_types = get_args(AnyRatingBatch)
     keys = ("pred", "labels", "label_mask")
     n_out: int
     with_loss: bool = False
